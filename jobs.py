@@ -1,0 +1,158 @@
+"""Durable outbox of deferred work and the periodic jobs that drain it.
+
+Workflow transitions write ``OutboxJob`` rows in their own transaction; nothing is lost when a
+process dies and nothing is sent for a change that rolled back. ``run_due`` claims due jobs one by
+one (a claim is a conditional UPDATE, so two runners never take the same job), runs the handler
+registered for the job's kind and records the outcome, retrying failures with exponential back-off.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import socket
+from collections.abc import Callable
+from typing import Any
+
+import models
+import workflow
+from models import OutboxJob, utcnow
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 8
+CLAIM_SECONDS = 120
+
+Handler = Callable[[OutboxJob], str | None]
+_handlers: dict[str, Handler] = {}
+
+
+class Skip(Exception):
+    """Raised by a handler when a job cannot and need not be retried (recorded, not retried)."""
+
+
+def handler(kind: str) -> Callable[[Handler], Handler]:
+    """Register the function that runs jobs of ``kind`` (a later registration replaces an earlier one)."""
+    def wrap(fn: Handler) -> Handler:
+        _handlers[kind] = fn
+        return fn
+    return wrap
+
+
+def backoff(attempts: int) -> dt.timedelta:
+    """Delay before retry number ``attempts``: 10 s, 20 s, 40 s ... capped at one hour."""
+    return dt.timedelta(seconds=min(10 * 2 ** max(attempts - 1, 0), 3600))
+
+
+def _claim(job_id: int, now: dt.datetime) -> bool:
+    return OutboxJob.update(status="running", locked_until=now + dt.timedelta(seconds=CLAIM_SECONDS),
+                            attempts=OutboxJob.attempts + 1).where(
+        (OutboxJob.id == job_id)
+        & ((OutboxJob.status == "pending") | ((OutboxJob.status == "running") & (OutboxJob.locked_until < now)))
+    ).execute() == 1
+
+
+def run_job(job: OutboxJob) -> None:
+    """Run one claimed job and record its outcome."""
+    fn = _handlers.get(job.kind)
+    now = utcnow()
+    try:
+        if fn is None:
+            raise Skip(f"no handler for job kind {job.kind!r}")
+        note = fn(job) or ""
+        OutboxJob.update(status="done", finished_at=now, last_error=note[:2000]).where(
+            OutboxJob.id == job.id).execute()
+    except Skip as exc:
+        log.info("job %s (%s) skipped: %s", job.id, job.kind, exc)
+        OutboxJob.update(status="done", finished_at=now, last_error=f"skipped: {exc}"[:2000]).where(
+            OutboxJob.id == job.id).execute()
+    except Exception as exc:  # noqa: BLE001 - any failure is retried later, with the error kept
+        attempts = job.attempts
+        dead = attempts >= MAX_ATTEMPTS
+        log.warning("job %s (%s) attempt %s failed: %s", job.id, job.kind, attempts, exc, exc_info=not dead)
+        OutboxJob.update(status="dead" if dead else "pending", run_after=now + backoff(attempts),
+                         last_error=f"{type(exc).__name__}: {exc}"[:2000],
+                         finished_at=now if dead else None).where(OutboxJob.id == job.id).execute()
+
+
+def run_due(limit: int = 100, now: dt.datetime | None = None) -> int:
+    """Run up to ``limit`` due jobs; return how many ran. Safe to call from several processes."""
+    now = now or utcnow()
+    due = list(OutboxJob.select().where(
+        ((OutboxJob.status == "pending") & (OutboxJob.run_after <= now))
+        | ((OutboxJob.status == "running") & (OutboxJob.locked_until < now))
+    ).order_by(OutboxJob.run_after, OutboxJob.id).limit(limit))
+    ran = 0
+    for job in due:
+        if not _claim(job.id, now):
+            continue  # another runner took it
+        job = OutboxJob.get_by_id(job.id)
+        run_job(job)
+        ran += 1
+    return ran
+
+
+def drain(max_rounds: int = 20) -> int:
+    """Run jobs until none is due (jobs may queue more jobs); for the CLI, demo and tests."""
+    total = 0
+    for _ in range(max_rounds):
+        n = run_due()
+        total += n
+        if n == 0:
+            break
+    return total
+
+
+@handler("school_auto_sign")
+def _school_auto_sign(job: OutboxJob) -> str | None:
+    try:
+        a = workflow.school_auto_sign(job.payload["agreement_id"])
+    except (workflow.WrongState, workflow.Conflict, workflow.NotFound) as exc:
+        raise Skip(str(exc)) from exc
+    return f"-> {a.status}"
+
+
+@handler("notify")
+def _notify_unrouted(job: OutboxJob) -> str | None:
+    """Fallback until a push channel (wechat_bot.push) registers itself: record that nothing was sent."""
+    raise Skip("no push channel configured")
+
+
+# ---------------------------------------------------------------- periodic jobs
+
+def periodic_tick(what: str) -> None:
+    """One run of a periodic duty with its own database connection."""
+    with models.db.connection_context():
+        if what == "outbox":
+            run_due()
+        elif what == "expiry":
+            expired = workflow.expire_overdue()
+            if expired:
+                log.info("expired %d agreements", len(expired))
+
+
+def start_scheduler(outbox_seconds: float, expiry_seconds: float, lease: bool = False) -> Any:
+    """Start an APScheduler BackgroundScheduler running the outbox and expiry duties.
+
+    With ``lease`` each tick first takes the database lease, so that of several `tripact scheduler`
+    processes only one works at a time and another takes over when it dies."""
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    holder = f"{socket.gethostname()}:{os.getpid()}"
+    lease_seconds = int(max(outbox_seconds, 5) * 3)
+
+    def tick(what: str) -> None:
+        try:
+            if lease:
+                with models.db.connection_context():
+                    if not models.Lease.acquire("scheduler", holder, lease_seconds):
+                        return
+            periodic_tick(what)
+        except Exception:  # noqa: BLE001 - a failed tick is logged and retried next interval
+            log.exception("periodic %s failed", what)
+
+    sched = BackgroundScheduler(timezone="UTC")
+    sched.add_job(tick, "interval", args=["outbox"], seconds=outbox_seconds, max_instances=1, coalesce=True)
+    sched.add_job(tick, "interval", args=["expiry"], seconds=expiry_seconds, max_instances=1, coalesce=True)
+    sched.start()
+    return sched
