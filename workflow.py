@@ -248,7 +248,12 @@ def _days(n: int) -> dt.datetime:
 # ---------------------------------------------------------------- the transition core
 
 def _load(agreement_id: int) -> Agreement:
-    agreement = Agreement.get_or_none(Agreement.id == agreement_id)
+    """Read the agreement for a transition, locking its row first where the database can (so a
+    concurrent transition waits here instead of deadlocking on a later foreign-key check)."""
+    query = Agreement.select().where(Agreement.id == agreement_id)
+    if not models.is_sqlite():
+        query = query.for_update()
+    agreement = query.first()
     if agreement is None:
         raise NotFound("协议不存在")
     return agreement
@@ -347,6 +352,17 @@ def _transition(agreement_id: int, actor: Actor, role: str, allowed: Iterable[st
         # A concurrent writer inserted the same event sequence number (or similar): it won.
         log.info("agreement %s: %s lost a race (%s)", agreement_id, action, exc)
         raise Conflict(CONFLICT_MESSAGE) from exc
+    except pw.OperationalError as exc:
+        if not _is_lock_conflict(exc):
+            raise
+        log.info("agreement %s: %s lost a race (%s)", agreement_id, action, exc)
+        raise Conflict(CONFLICT_MESSAGE) from exc
+
+
+def _is_lock_conflict(exc: pw.OperationalError) -> bool:
+    """Deadlock or serialization failure reported by the database: the other transaction won."""
+    text = str(exc).lower()
+    return any(s in text for s in ("deadlock", "could not serialize", "lock wait timeout", "database is locked"))
 
 
 ACTION_LABELS = {
@@ -368,21 +384,21 @@ def new_verify_code() -> str:
     return "".join(secrets.choice(_CODE_ALPHABET) for _ in range(16))
 
 
+def _ensure_serial_row(year: int, school_code: str, level_code: str) -> None:
+    """Create the counter row for a number series if missing (its own tiny autocommitted insert)."""
+    AgreementSerial.insert(year=year, school_code=school_code, level_code=level_code, last=0) \
+        .on_conflict_ignore().execute()
+
+
 def _next_number(year: int, school_code: str, level_code: str) -> str:
-    """Agreement number: graduation year + school code + education level + 6-digit serial."""
+    """Agreement number: graduation year + school code + education level + 6-digit serial.
+    The counter row's lock serialises concurrent applications of one series."""
     key = ((AgreementSerial.year == year) & (AgreementSerial.school_code == school_code)
            & (AgreementSerial.level_code == level_code))
-    for _ in range(3):
-        if AgreementSerial.update(last=AgreementSerial.last + 1).where(key).execute():
-            serial = AgreementSerial.get(key).last
-            return f"{year}{school_code}{level_code}{serial:06d}"
-        try:
-            with models.db.atomic():  # savepoint: a concurrent first insert may win
-                AgreementSerial.create(year=year, school_code=school_code, level_code=level_code, last=1)
-            return f"{year}{school_code}{level_code}{1:06d}"
-        except pw.IntegrityError:
-            continue
-    raise Conflict(CONFLICT_MESSAGE)
+    if not AgreementSerial.update(last=AgreementSerial.last + 1).where(key).execute():
+        raise Conflict(CONFLICT_MESSAGE)  # pragma: no cover - the row is made before the transaction
+    serial = AgreementSerial.get(key).last
+    return f"{year}{school_code}{level_code}{serial:06d}"
 
 
 def _student_snapshot(student: Student) -> dict[str, Any]:
@@ -410,9 +426,15 @@ def apply(actor: Actor, employer_id: int, terms: Terms) -> Agreement:
     if actor.kind != "student":
         raise NotAllowed("只有学生可以申请就业协议")
     terms.validate()
+    found = Student.get_or_none(Student.id == actor.id)
+    if found is not None:
+        _ensure_serial_row(found.graduation_year, found.school.code, found.level_code)
     try:
         with transaction():
-            student = Student.get_or_none(Student.id == actor.id)
+            query = Student.select().where(Student.id == actor.id)
+            # Lock the student's row: two applications of one student queue here, the second then
+            # sees the first one's live agreement.
+            student = (query if models.is_sqlite() else query.for_update()).first()
             if student is None or not student.on_roster:
                 raise NotAllowed("您不在学校的学生名单中，请联系学校就业部门")
             employer = Employer.get_or_none(Employer.id == employer_id)
@@ -434,6 +456,10 @@ def apply(actor: Actor, employer_id: int, terms: Terms) -> Agreement:
     except pw.IntegrityError as exc:
         # The unique index on live_student: a concurrent application of the same student won.
         raise WrongState("您已有一份进行中的就业协议，需解约或作废后才能重新申请") from exc
+    except pw.OperationalError as exc:
+        if not _is_lock_conflict(exc):
+            raise
+        raise Conflict(CONFLICT_MESSAGE) from exc
     log.info("agreement %s applied by student %s", agreement.id, student.id)
     return agreement
 
