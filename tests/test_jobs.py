@@ -1,0 +1,61 @@
+"""The durable outbox: claims, retries with back-off, dead letters and skips."""
+from __future__ import annotations
+
+import datetime as dt
+
+import jobs
+from models import OutboxJob, utcnow
+
+
+def test_retry_with_backoff_then_dead(app) -> None:  # type: ignore[no-untyped-def]
+    calls = []
+
+    @jobs.handler("test_flaky")
+    def flaky(job: OutboxJob) -> str:
+        calls.append(job.attempts)
+        raise ConnectionError("upstream down")
+
+    job = OutboxJob.create(kind="test_flaky", payload={})
+    now = utcnow()
+    assert jobs.run_due(now=now) == 1
+    j = OutboxJob.get_by_id(job.id)
+    assert j.status == "pending" and j.attempts == 1 and "upstream down" in j.last_error
+    assert j.run_after == now + dt.timedelta(seconds=10)
+    assert jobs.run_due(now=now) == 0  # not due yet
+    t = now
+    for attempt in range(2, jobs.MAX_ATTEMPTS + 1):
+        t = t + jobs.backoff(attempt - 1) + dt.timedelta(seconds=1)
+        assert jobs.run_due(now=t) == 1
+    assert OutboxJob.get_by_id(job.id).status == "dead"
+    assert calls == list(range(1, jobs.MAX_ATTEMPTS + 1))
+
+
+def test_skip_is_recorded_not_retried(app) -> None:  # type: ignore[no-untyped-def]
+    @jobs.handler("test_skip")
+    def skip(job: OutboxJob) -> str:
+        raise jobs.Skip("nobody to tell")
+
+    job = OutboxJob.create(kind="test_skip", payload={})
+    jobs.drain()
+    j = OutboxJob.get_by_id(job.id)
+    assert j.status == "done" and j.last_error == "skipped: nobody to tell"
+
+
+def test_unknown_kind_is_skipped(app) -> None:  # type: ignore[no-untyped-def]
+    job = OutboxJob.create(kind="no_such_kind", payload={})
+    jobs.drain()
+    assert "no handler" in OutboxJob.get_by_id(job.id).last_error
+
+
+def test_a_claimed_job_is_not_taken_twice_until_its_claim_expires(app) -> None:  # type: ignore[no-untyped-def]
+    job = OutboxJob.create(kind="no_such_kind", payload={})
+    now = utcnow()
+    assert jobs._claim(job.id, now)
+    assert not jobs._claim(job.id, now)
+    assert jobs._claim(job.id, now + dt.timedelta(seconds=jobs.CLAIM_SECONDS + 1))
+
+
+def test_backoff_is_capped() -> None:
+    assert jobs.backoff(1) == dt.timedelta(seconds=10)
+    assert jobs.backoff(3) == dt.timedelta(seconds=40)
+    assert jobs.backoff(30) == dt.timedelta(hours=1)
