@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Flask
 
+import wechat_bot.store  # noqa: F401 - registers the shared token tables for `db upgrade`
 from settings import Settings
 
 bp = Blueprint("wechat_bot", __name__, url_prefix="/m", template_folder="templates")
