@@ -11,6 +11,7 @@ from flask import Flask, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+import documents
 import models
 import storage
 import workflow
@@ -61,7 +62,7 @@ def configure_services(settings: Settings) -> None:
     """Bind the database, the store and the workflow's signing step (app, CLI and scheduler alike)."""
     models.init_db(settings.database_url)
     store = storage.configure(settings)
-    workflow.configure(settings.workflow, signer=None, image_loader=store.get)
+    workflow.configure(settings.workflow, signer=documents.PdfSigner(settings, store), image_loader=store.get)
 
 
 def _init_db_per_request(app: Flask) -> None:

@@ -52,9 +52,13 @@ def _services(args: argparse.Namespace, need_schema: bool = True) -> Settings:
 
 def cmd_init(args: argparse.Namespace) -> int:
     """Create the instance folder and the database schema; safe to run again."""
+    import documents
+
     settings = _services(args, need_schema=False)
     applied = models.upgrade()
+    pki = documents.create_pki(settings)
     print(f"instance: {settings.instance_dir}")
+    print(f"platform CA: {pki.root_cert.subject.rfc4514_string()} ({settings.pki_path})")
     print(f"database: schema version {models.schema_version()}" + (f" (applied {applied})" if applied else ""))
     return 0
 
@@ -192,6 +196,41 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
+def cmd_agreements_export(args: argparse.Namespace) -> int:
+    import storage
+
+    _services(args)
+    a = _find_agreement(args.id)
+    if not a.document_key:
+        raise CommandError(f"agreement {a.number} has no signed document yet (status {a.status})")
+    data = storage.get_storage().get(a.document_key)
+    with open(args.file, "wb") as fh:
+        fh.write(data)
+    print(f"wrote {args.file} ({len(data)} bytes, {workflow.STATUS_LABELS[a.status]}, sha256 {a.document_sha256})")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    import documents
+    import signing
+
+    settings = _services(args)
+    try:
+        with open(args.file, "rb") as fh:
+            pdf = fh.read(settings.server.max_upload_mb * 1024 * 1024 * 5 + 1)
+    except OSError as exc:
+        raise CommandError(f"cannot read {args.file}: {exc.strerror}", 2) from exc
+    report = documents.verify_document(settings, pdf)
+    if args.json:
+        print(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
+    else:
+        print(f"{args.file}: {report.reason_en}")
+        for sig in report.signatures:
+            print(f"  {sig.field_name}: {'valid' if sig.ok else 'INVALID'} – {sig.signer_subject} "
+                  f"{sig.signing_time or ''}".rstrip())
+    return signing.exit_code(report)
+
+
 # ---------------------------------------------------------------- parser and entry point
 
 def build_parser() -> argparse.ArgumentParser:
@@ -226,6 +265,12 @@ def build_parser() -> argparse.ArgumentParser:
     au = sub.add_parser("audit", help="audit trail").add_subparsers(dest="audit_command", required=True,
                                                                     parser_class=_Parser)
     add("verify", cmd_audit_verify, "verify the event hash chains", au).add_argument("id", nargs="?")
+    ex = add("export", cmd_agreements_export, "write the signed PDF of an agreement", ag)
+    ex.add_argument("id")
+    ex.add_argument("file")
+    vf = add("verify", cmd_verify, "verify a signed agreement PDF (exit 0 valid, 1 invalid, 2 unreadable)")
+    vf.add_argument("file")
+    vf.add_argument("--json", action="store_true", help="JSON report")
     for hook in EXTRA_COMMANDS:
         hook(sub, add)
     return p

@@ -104,6 +104,12 @@ class InvalidInput(WorkflowError):
         self.fields = fields or {}
 
 
+class SigningUnavailable(WorkflowError):
+    """The signing step failed (keys, store, timestamp); the transition was rolled back."""
+
+    status_code = 503
+
+
 CONFLICT_MESSAGE = "协议已被他人更新，请刷新页面后重试"
 
 
@@ -532,7 +538,13 @@ def _sign_step(a: Agreement, party: str, signer_name: str, image: bytes, seal: S
     """Run the signing step for one party and record what was signed; return agreement changes."""
     if not image.startswith(b"\x89PNG\r\n\x1a\n") or len(image) > MAX_SIGNATURE_IMAGE:
         raise InvalidInput("签名或印章图片无效（需为不超过2MB的PNG图片）", {"image": "无效图片"})
-    revision = _config.signer.sign(a, party, signer_name, image)
+    try:
+        revision = _config.signer.sign(a, party, signer_name, image)
+    except WorkflowError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - keys, store or PDF trouble: nothing is committed
+        log.exception("signing step failed for agreement %s (%s)", a.id, party)
+        raise SigningUnavailable("签署服务暂时不可用，请稍后重试") from exc
     AgreementSignature.create(
         agreement=a.id, party=party, signer_name=signer_name[:100], seal=seal.id if seal else None,
         image_sha256=hashlib.sha256(image).hexdigest(), content_sha256=revision.content_sha256,

@@ -146,9 +146,20 @@ def db_url(sqlite_db: str) -> str:
     return sqlite_db
 
 
+@pytest.fixture(scope="session")
+def pki_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One platform CA for the whole test session (made as `tripact init` makes it)."""
+    import documents
+
+    directory = tmp_path_factory.mktemp("pki")
+    s = settings_mod.defaults_for_tests(directory, signing={"pki_dir": str(directory)})
+    documents.create_pki(s)
+    return directory
+
+
 @pytest.fixture
-def settings(tmp_path: Path, db_url: str) -> settings_mod.Settings:
-    return settings_mod.defaults_for_tests(tmp_path, database={"url": db_url})
+def settings(tmp_path: Path, db_url: str, pki_dir: Path) -> settings_mod.Settings:
+    return settings_mod.defaults_for_tests(tmp_path, database={"url": db_url}, signing={"pki_dir": str(pki_dir)})
 
 
 @pytest.fixture

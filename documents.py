@@ -1,0 +1,215 @@
+"""Agreement documents: the bridge between the workflow, the signing library and the store.
+
+* :class:`PdfSigner` is the workflow's signing step: the student's signature renders the agreement
+  PDF and signs it, the school and the employer each add their signature as an incremental update,
+  and the employer's signature is followed by the document timestamp with validation data (B-LTA).
+  Every revision is stored under a content-addressed key, so a rolled-back transition leaves at most
+  an unreferenced file, never a wrong one.
+* :func:`agreement_data` maps an agreement row onto the library's plain :class:`signing.AgreementData`.
+* The platform keys are loaded once per process (:func:`platform`).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import signing
+from codes import label, mask_id
+from models import Agreement, AgreementEvent, AgreementSignature, utcnow
+from settings import Settings
+from storage import Storage
+from workflow import SignedRevision, content_digest
+
+log = logging.getLogger(__name__)
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+PARTY_REASONS = {"student": "本人同意并签署就业协议", "school": "学校审核并签章", "employer": "用人单位签章"}
+CRL_PATH = "/pki/issuing.crl"
+ROOT_CERT_PATH = "/pki/root.crt"
+
+
+@dataclass
+class Platform:
+    """The process-wide signing material: PKI, signer and the trust roots for verification."""
+
+    pki: signing.PlatformPKI
+    signer: signing.AgreementSigner
+
+
+_platform: Platform | None = None
+_platform_key: tuple[str, str] | None = None
+_lock = threading.Lock()
+
+
+def _crl_url(settings: Settings) -> str:
+    return settings.server.base_url.rstrip("/") + CRL_PATH
+
+
+def create_pki(settings: Settings) -> signing.PlatformPKI:
+    """Create (or load, when it exists) the platform CA files: `tripact init` calls this."""
+    directory = settings.pki_path
+    if (directory / "pki.json").exists():
+        return signing.PlatformPKI.load(directory, settings.signing.master_secret)
+    directory.mkdir(parents=True, exist_ok=True)
+    return signing.PlatformPKI.create(directory, settings.signing.master_secret, settings.signing.org_name,
+                                      _crl_url(settings))
+
+
+def _load_pki(settings: Settings) -> signing.PlatformPKI:
+    s = settings.signing
+    if s.pkcs12_path:
+        try:
+            data = Path(s.pkcs12_path).read_bytes()
+        except OSError as exc:
+            raise signing.PKIError(f"[signing] pkcs12_path: cannot read {s.pkcs12_path}: {exc.strerror}") from exc
+        return signing.PlatformPKI.from_pkcs12(data, s.pkcs12_password, crl_url=_crl_url(settings))
+    if not (settings.pki_path / "pki.json").exists():
+        raise signing.PKIError(f"no platform keys in {settings.pki_path}: run `tripact init`")
+    return signing.PlatformPKI.load(settings.pki_path, s.master_secret)
+
+
+def platform(settings: Settings) -> Platform:
+    """The signing material for these settings, loaded once per process."""
+    global _platform, _platform_key
+    key = (str(settings.pki_path), settings.signing.pkcs12_path)
+    with _lock:
+        if _platform is None or _platform_key != key:
+            pki = _load_pki(settings)
+            timestamper = None
+            if settings.signing.tsa_url:
+                local = signing.LocalTimeStamper(signing.LocalTimestampAuthority(pki))
+                timestamper = signing.ExternalTimestamper(settings.signing.tsa_url,
+                                                         settings.signing.tsa_timeout_seconds, fallback=local)
+            _platform = Platform(pki, signing.AgreementSigner(pki, timestamper))
+            _platform_key = key
+        return _platform
+
+
+def verify_url(settings: Settings, a: Agreement) -> str:
+    return f"{settings.server.base_url.rstrip('/')}/verify/{a.verify_code}"
+
+
+def agreement_data(a: Agreement) -> signing.AgreementData:
+    """The agreement row as the plain data the renderer prints."""
+    def coded(table: str, code: str) -> str:
+        return f"{code} {label(table, code)}" if code else ""
+
+    return signing.AgreementData(
+        agreement_no=a.number, student_name=a.student_name, student_gender=label("gender", a.gender),
+        student_id_number=a.id_number, student_number=a.student_no, school_name=a.school_name,
+        school_branch=a.branch_name or None, college=a.college, major=a.major,
+        education_level=coded("education_level", a.level_code), training_mode=coded("training_mode", a.training_mode),
+        origin=a.origin, graduation_year=a.graduation_year, student_phone=a.student_phone,
+        employer_name=a.employer_name, employer_credit_code=a.credit_code,
+        employer_nature=coded("unit_nature", a.nature_code), employer_industry=a.industry,
+        employer_affiliation=coded("affiliation", a.affiliation_code), employer_address=a.employer_address,
+        employer_postcode=a.employer_postcode, employer_contact=a.employer_contact,
+        employer_phone=a.employer_phone, employer_email=a.employer_email, archive_unit=a.archive_unit or None,
+        archive_address=a.archive_address or None, archive_postcode=a.archive_postcode or None,
+        accepts_hukou=a.accepts_hukou, position=a.position, work_location=a.work_location,
+        monthly_salary_fen=a.monthly_salary_fen, probation_months=a.probation_months,
+        internship_period=a.internship_period or None, contract_years=a.contract_years,
+        liquidated_damages_fen=a.liquidated_damages_fen, remarks=a.remarks)
+
+
+def _identity(a: Agreement, party: str, signer_name: str) -> signing.SignerIdentity:
+    subject = {"student": mask_id(a.id_number), "school": f"学校代码{a.school.code}",
+               "employer": a.credit_code}[party]
+    return signing.SignerIdentity(name=signer_name, subject_id=subject, agreement_no=a.number,
+                                  reason=PARTY_REASONS[party])
+
+
+def document_key(a: Agreement, stage: str, pdf: bytes) -> str:
+    return f"agreements/{a.graduation_year}/{a.number}/{stage}-{hashlib.sha256(pdf).hexdigest()[:16]}.pdf"
+
+
+class PdfSigner:
+    """The workflow's signing step producing real PAdES signatures (see module docstring)."""
+
+    def __init__(self, settings: Settings, store: Storage) -> None:
+        self.settings = settings
+        self.store = store
+
+    def sign(self, agreement: Agreement, party: str, signer_name: str, image: bytes) -> SignedRevision:
+        p = platform(self.settings)
+        if party == "student":
+            pdf = signing.render_agreement(agreement_data(agreement), verify_url(self.settings, agreement),
+                                           agreement.verify_code)
+        else:
+            pdf = self.store.get(agreement.document_key)
+        result = p.signer.sign_party(pdf, party, _identity(agreement, party, signer_name), image)  # type: ignore[arg-type]
+        out = result.pdf
+        if party == "employer":
+            out = p.signer.finalize(out)
+        key = document_key(agreement, party, out)
+        self.store.put(key, out, "application/pdf")
+        return SignedRevision(
+            content_sha256=content_digest(agreement), document_sha256=hashlib.sha256(out).hexdigest(),
+            certificate_serial=format(result.certificate_serial, "x"), document_key=key,
+            details={"field": result.field_name, "signing_time": result.signing_time.isoformat(),
+                     "timestamp_authority": result.timestamp_authority, "tsa_fallback": result.used_fallback})
+
+
+# ---------------------------------------------------------------- evidence and verification
+
+def _local(t: dt.datetime) -> str:
+    return t.replace(tzinfo=dt.UTC).astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def evidence_key(a: Agreement) -> str:
+    return f"agreements/{a.graduation_year}/{a.number}/evidence.pdf"
+
+
+def build_evidence(settings: Settings, a: Agreement) -> bytes:
+    """The platform-signed evidence report: audit events with their hash chain, document hash after
+    each revision, certificates and timestamps."""
+    p = platform(settings)
+    events = [signing.AuditEventRow(time=_local(e.created_at), actor=f"{e.actor_type}:{e.actor_name}",
+                                    action=e.action, details=_details_text(e), prev_hash=e.prev_hash, hash=e.hash)
+              for e in AgreementEvent.chain(a.id)]
+    sigs = list(a.signatures.order_by(AgreementSignature.id))
+    revisions = [signing.RevisionRow(label=f"{s.party} 签署后", sha256=s.document_sha256, time=_local(s.signed_at))
+                 for s in sigs]
+    certs = [signing.CertificateRow(subject=s.signer_name, serial=s.certificate_serial,
+                                    not_before=s.details.get("signing_time", ""), not_after="", role=s.party)
+             for s in sigs]
+    for role, cert in (("root", p.pki.root_cert), ("issuing", p.pki.issuing_cert), ("tsa", p.pki.tsa_cert)):
+        certs.append(signing.CertificateRow(
+            subject=cert.subject.rfc4514_string(), serial=format(cert.serial_number, "x"),
+            not_before=_local(cert.not_valid_before_utc.replace(tzinfo=None)),
+            not_after=_local(cert.not_valid_after_utc.replace(tzinfo=None)), role=role))
+    stamps = [signing.TimestampRow(covers=f"{s.party} 签名", authority=s.details.get("timestamp_authority", ""),
+                                   time=s.details.get("signing_time", ""), fallback=bool(s.details.get("tsa_fallback")))
+              for s in sigs]
+    data = signing.EvidenceData(agreement_no=a.number, generated_at=_local(utcnow()),
+                                events=events, revisions=revisions, certificates=certs, timestamps=stamps,
+                                notes=[f"协议状态：{a.status}", f"最终文件 SHA-256：{a.document_sha256 or '—'}"])
+    return p.signer.sign_evidence(signing.render_evidence(data), a.number)
+
+
+def _details_text(e: AgreementEvent) -> str:
+    return json.dumps(e.details, ensure_ascii=False, sort_keys=True)[:300] if e.details else ""
+
+
+def archive_lookup(sha256: str) -> signing.ArchiveMatch | None:
+    """What our archive knows about a file hash: a revision we produced, final or intermediate."""
+    final = Agreement.get_or_none(Agreement.document_sha256 == sha256)
+    if final is not None and final.completed_at is not None:
+        return signing.ArchiveMatch(agreement_no=final.number, description="completed copy")
+    sig = AgreementSignature.get_or_none(AgreementSignature.document_sha256 == sha256)
+    if sig is not None:
+        return signing.ArchiveMatch(agreement_no=sig.agreement.number, description=f"after {sig.party} signature")
+    return None
+
+
+def verify_document(settings: Settings, pdf: bytes) -> signing.VerificationReport:
+    """Verify any PDF against our root and our archive."""
+    p = platform(settings)
+    return signing.verify_pdf(pdf, [p.pki.root_cert], known_document_hashes=archive_lookup,
+                              crls=p.pki.all_crls_der())

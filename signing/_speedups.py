@@ -1,0 +1,106 @@
+"""Drop-in, behaviour-preserving speed-ups for pyHanko/asn1crypto (applied on import of signing).
+
+All three are process-wide (the rest of the application benefits too); ``uninstall()`` undoes them.
+
+1. pyHanko 0.38 reads hexadecimal strings one byte at a time through a Python generator. Every
+signature's ``/Contents`` is a ~12-25 KB hex string, so reading the signatures of one agreement
+(e.g. ``reader.embedded_signatures`` during verification) spent ~150 ms there alone. The
+replacement below reads up to the closing ``>`` in blocks, drops PDF whitespace and decodes with
+``binascii`` – same result, same errors for bad digits or a truncated stream.
+
+2. asn1crypto's ``Asn1Value.dump`` reads ``self.contents`` two or three times on a first dump; for a
+freshly built (not parsed) structure every read re-encodes the whole subtree, so building a CMS
+signer info costs time exponential in nesting depth (~13 ms for one ESS signing-certificate
+attribute). The replacement reads it once and reuses the value – identical bytes (the indefinite-
+length BER case keeps the original code path).
+
+3. asn1crypto compares X.509 names through RFC 4518 string preparation, one character at a time
+through :mod:`stringprep` tables – slow for Chinese names, and repeated for every certificate
+lookup during validation. The preparation is a pure function of the string, so it is memoised.
+"""
+
+from __future__ import annotations
+
+import binascii
+import functools
+from typing import Any
+
+from asn1crypto import core as asn1_core
+from asn1crypto import x509 as asn1_x509
+from pyhanko.pdf_utils import generic
+from pyhanko.pdf_utils.misc import PdfStreamError
+
+_WHITESPACE = b"\x00\t\n\x0c\r "
+_HEX = b"0123456789abcdefABCDEF"
+_ORIGINAL = generic.read_hex_string_from_stream
+_ORIGINAL_PREP = asn1_x509.NameTypeAndValue._ldap_string_prep
+_ORIGINAL_DUMP = asn1_core.Asn1Value.dump
+
+
+def read_hex_string_from_stream(stream: Any) -> Any:
+    """Read ``<...>`` at the stream position into a PDF string object (fast path)."""
+    stream.read(1)  # the opening '<'
+    start = stream.tell()
+    parts: list[bytes] = []
+    while True:
+        block = stream.read(16384)
+        if not block:
+            raise PdfStreamError("Stream has ended unexpectedly (unterminated hex string)")
+        end = block.find(b">")
+        if end >= 0:
+            parts.append(block[:end])
+            break
+        parts.append(block)
+    raw = b"".join(parts)
+    stream.seek(start + len(raw) + 1)
+    digits = raw.translate(None, _WHITESPACE)
+    bad = digits.translate(None, _HEX)
+    if bad:
+        raise PdfStreamError("Unexpected token in hex string: " + repr(bad[:1]))
+    if len(digits) % 2:
+        digits += b"0"
+    return generic.pdf_string(binascii.unhexlify(digits))
+
+
+def _dump(self: Any, force: bool = False) -> bytes:
+    """``Asn1Value.dump`` computing the contents once (see module docstring, item 2)."""
+    if isinstance(self, asn1_core.Constructable) and self._indefinite:
+        return _ORIGINAL_DUMP(self, force)  # type: ignore[no-any-return]
+    contents: bytes = self.contents
+    if self._header is not None and self._header[-1:] == b"\x80":
+        force = True
+    if self._header is None or force:
+        header: bytes = asn1_core._dump_header(self.class_, self.method, self.tag, contents)
+        if self.explicit is not None:
+            for class_, tag in self.explicit:
+                header = asn1_core._dump_header(class_, 1, tag, header + contents) + header
+        self._header = header
+        self._trailer = b""
+    return self._header + contents + self._trailer  # type: ignore[no-any-return]
+
+
+@functools.lru_cache(maxsize=4096)
+def _prep(string: str) -> str:
+    result: str = _ORIGINAL_PREP(None, string)  # the method does not use ``self``
+    return result
+
+
+def _ldap_string_prep(self: Any, string: str) -> str:
+    return _prep(string)
+
+
+def install() -> None:
+    """Apply the speed-ups (idempotent)."""
+    generic.read_hex_string_from_stream = read_hex_string_from_stream
+    asn1_core.Asn1Value.dump = _dump
+    asn1_x509.NameTypeAndValue._ldap_string_prep = _ldap_string_prep
+
+
+def uninstall() -> None:
+    """Restore the original functions (used by the benchmark's bare-pyHanko baseline)."""
+    generic.read_hex_string_from_stream = _ORIGINAL
+    asn1_core.Asn1Value.dump = _ORIGINAL_DUMP
+    asn1_x509.NameTypeAndValue._ldap_string_prep = _ORIGINAL_PREP
+
+
+install()

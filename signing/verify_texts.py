@@ -1,0 +1,41 @@
+"""Verdict sentences of the verification report, (Chinese, English), in one place for review."""
+
+from __future__ import annotations
+
+UNREADABLE = (
+    "文件不是可读取的 PDF（可能已损坏、被截断或加密）。",
+    "The file is not a readable PDF (damaged, truncated or encrypted).",
+)
+DAMAGED = ("签名数据已损坏，无法核验", "signature data is damaged and cannot be checked")
+NO_SIGNATURES = ("文件中没有电子签名。", "The file carries no electronic signature.")
+NOT_INTACT = (
+    "签名后文档内容被改动（签名与内容不符，可能是复制来的签名）",
+    "the document content changed after signing (digest mismatch, possibly a copied signature)",
+)
+INVALID = ("签名值无效", "the signature value is invalid")
+UNTRUSTED = (
+    "签名证书不是由本平台根证书签发（不受信任）",
+    "the signing certificate does not chain to a trusted platform root (untrusted)",
+)
+NO_TIMESTAMP = ("签名没有可信时间戳", "the signature has no trusted timestamp")
+BAD_TIMESTAMP = ("签名时间戳无效或不受信任", "the signature timestamp is invalid or untrusted")
+MODIFIED = (
+    "签名后文档被追加了不允许的修改（如新增文字）",
+    "the document was modified after signing in a way that is not allowed (e.g. added text)",
+)
+REVOKED = (
+    "签名证书或其签发机构证书已被吊销",
+    "the signing certificate or an issuing CA certificate is revoked",
+)
+OTHER_AGREEMENT = ("签名属于另一份协议", "the signature belongs to another agreement")
+NOT_ARCHIVED = ("文件与平台存档的任何版本都不一致。", "The file matches no copy in the platform archive.")
+
+
+def all_ok(count: int, archived: bool) -> tuple[str, str]:
+    """The success sentence."""
+    zh = f"全部 {count} 个电子签名/时间戳有效，签署后文档未被篡改"
+    en = f"All {count} signatures/timestamps are valid and the document was not altered after signing"
+    if archived:
+        zh += "，且与平台存档一致"
+        en += ", and it matches the platform archive"
+    return zh + "。", en + "."
