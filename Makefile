@@ -5,9 +5,10 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | cksum | cut -d' ' -f1)
 # Debian packages the tests need: poppler (independent PDF signature validator, pdftotext/pdftoppm),
+# certutil (an NSS database trusting our root for pdfsig),
 # Chromium for the browser tests, CJK fonts so screenshots of Chinese pages can be read,
 # and the TrueType CJK fonts the PDF renderer embeds.
-DEBIAN_PACKAGES := poppler-utils chromium chromium-driver fonts-noto-cjk fonts-wqy-zenhei fonts-hanazono
+DEBIAN_PACKAGES := poppler-utils libnss3-tools chromium chromium-driver fonts-noto-cjk fonts-wqy-zenhei fonts-hanazono
 
 .PHONY: run test bench venv system-deps lint clean
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, abort, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -68,6 +68,10 @@ def configure_services(settings: Settings) -> None:
 def _init_db_per_request(app: Flask) -> None:
     @app.before_request
     def _connect() -> None:
+        # Refuse an oversized body from its declared length, before anything parses (and spools) it.
+        limit = app.config["MAX_CONTENT_LENGTH"]
+        if request.content_length is not None and request.content_length > limit:
+            abort(413)
         models.db.connect(reuse_if_open=True)
 
     @app.teardown_request
@@ -78,10 +82,12 @@ def _init_db_per_request(app: Flask) -> None:
 
 def _register_blueprints(app: Flask, settings: Settings) -> None:
     import admin
+    import verification
     import wechat_bot
 
     wechat_bot.init_app(app, settings)
     admin.init_app(app, settings)
+    verification.init_app(app)
 
 
 def _register_errors(app: Flask) -> None:

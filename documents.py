@@ -163,7 +163,9 @@ def _local(t: dt.datetime) -> str:
 
 
 def evidence_key(a: Agreement) -> str:
-    return f"agreements/{a.graduation_year}/{a.number}/evidence.pdf"
+    """Evidence reports are cached per state of the audit chain: a later event makes a new report."""
+    last = AgreementEvent.chain(a.id)[-1].seq if a.id else 0
+    return f"agreements/{a.graduation_year}/{a.number}/evidence-{last}.pdf"
 
 
 def build_evidence(settings: Settings, a: Agreement) -> bytes:

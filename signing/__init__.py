@@ -59,5 +59,6 @@ __all__ = [
     "qr_matrix",
     "render_agreement",
     "render_evidence",
+    "response_status",
     "verify_pdf",
 ]

@@ -239,6 +239,11 @@ class PlatformPKI:
         return self.root_cert.public_bytes(serialization.Encoding.DER)
 
     @property
+    def directory(self) -> Path | None:
+        """Where the key files live (``None`` for a PKI loaded from PKCS#12)."""
+        return self._directory
+
+    @property
     def tsa_key(self) -> ec.EllipticCurvePrivateKey:
         """The TSA signing key (used by :class:`signing.tsa.LocalTimestampAuthority`)."""
         return self._tsa_key

@@ -101,7 +101,11 @@ class LocalTimestampAuthority:
             return _der(_rejection("bad_data_format", "hashed message has the wrong length"))
         if req["req_policy"].native not in (None, TSA_POLICY_OID):
             return _der(_rejection("unaccepted_policy", "unknown policy"))
-        return _der(self.timestamp_response(req))
+        try:
+            return _der(self.timestamp_response(req))
+        except Exception:  # never let the /tsa endpoint crash: answer systemFailure and log it
+            log.exception("local TSA failed to issue a token")
+            return _der(_rejection("system_failure", "timestamp authority failure"))
 
     def timestamp_response(
         self, req: tsp.TimeStampReq, *, at: dt.datetime | None = None

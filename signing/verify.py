@@ -21,6 +21,7 @@ import asyncio
 import datetime as dt
 import hashlib
 import io
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeAlias
 
@@ -30,7 +31,11 @@ from cryptography import x509 as crypto_x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.diff_analysis import ModificationLevel
-from pyhanko.sign.validation import async_validate_pdf_signature, async_validate_pdf_timestamp
+from pyhanko.sign.validation import (
+    SignatureCoverageLevel,
+    async_validate_pdf_signature,
+    async_validate_pdf_timestamp,
+)
 from pyhanko.sign.validation.dss import DocumentSecurityStore
 from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature
 from pyhanko_certvalidator import ValidationContext
@@ -39,6 +44,8 @@ from . import verify_texts as T
 from .report import ArchiveMatch, SignatureReport, VerificationReport, exit_code
 
 __all__ = ["ArchiveMatch", "SignatureReport", "VerificationReport", "exit_code", "verify_pdf"]
+
+log = logging.getLogger(__name__)
 
 TrustRoot: TypeAlias = crypto_x509.Certificate | asn1_x509.Certificate | bytes
 
@@ -79,7 +86,8 @@ def verify_pdf(
         embedded = list(reader.embedded_signatures)
         info_subject = _info_subject(reader)
         total = reader.xrefs.total_revisions
-    except Exception:  # any parse failure means "not a PDF we can read"
+    except Exception as exc:  # any parse failure means "not a PDF we can read"
+        log.info("unreadable PDF sha256=%s (%d bytes): %s", sha[:16], len(pdf), exc)
         return VerificationReport(
             readable=False,
             sha256=sha,
@@ -93,6 +101,7 @@ def verify_pdf(
         extra_crls = [asn1_crl.CertificateList.load(c) for c in crls]
         sigs = asyncio.run(_check_all(reader, embedded, roots, extra_crls, total))
     except Exception as exc:  # damaged signature structures: still a verdict, never a crash
+        log.warning("signature check failed for sha256=%s: %s", sha[:16], exc, exc_info=True)
         problem = (T.DAMAGED[0] + f"（{exc}）", T.DAMAGED[1] + f" ({exc})")
         return VerificationReport(
             readable=True,
@@ -315,8 +324,11 @@ def _finish(
     signing_time: dt.datetime | None,
 ) -> SignatureReport:
     level = status.modification_level
-    if level is None and sig.signed_revision == total - 1:
-        level = ModificationLevel.NONE  # covers the whole file: nothing came after it
+    last = sig.signed_revision == total - 1
+    if last and status.coverage != SignatureCoverageLevel.ENTIRE_FILE:
+        problems.append(T.TRAILING_DATA)
+    if level is None and last:
+        level = ModificationLevel.NONE  # the last revision: no later revision to analyse
     elif level is None:
         level = inherited
     modification = level.name.lower() if level is not None else "unknown"

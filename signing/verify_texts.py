@@ -27,6 +27,10 @@ REVOKED = (
     "签名证书或其签发机构证书已被吊销",
     "the signing certificate or an issuing CA certificate is revoked",
 )
+TRAILING_DATA = (
+    "最后一个签名之后附有未被任何签名覆盖的数据（文件可能被截断或拼接）",
+    "the file carries data after the last signature that no signature covers (truncated or spliced file)",
+)
 OTHER_AGREEMENT = ("签名属于另一份协议", "the signature belongs to another agreement")
 NOT_ARCHIVED = ("文件与平台存档的任何版本都不一致。", "The file matches no copy in the platform archive.")
 

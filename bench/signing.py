@@ -1,0 +1,322 @@
+"""Benchmark: one agreement's document-side life, tripact vs. a bare, tuned pyHanko baseline.
+
+tripact side (``tripact_one_agreement``): render -> three visible PAdES B-T signatures (fresh event
+certificate each, timestamp from the built-in TSA) -> finalize (DSS + document timestamp) -> verify_pdf.
+
+Baseline (``baseline_one_agreement``): pyHanko alone on the *same rendered file*: three visible
+signatures with the same images and boxes (keys and certificates parsed once, bytes_reserved set),
+DSS + document timestamp, then validation of every signature and the timestamp with one reused
+ValidationContext. Both run in this same process run. Both sides take their timestamps from the
+same in-process RFC 3161 authority (signing.tsa.LocalTimeStamper): pyHanko's DummyTimeStamper is
+RSA-only and spends ~60 ms per token re-encoding asn1crypto objects, which would flatter tripact.
+The baseline runs with signing._speedups undone (pyHanko's own hex-string parser, asn1crypto's
+own dump and name preparation), so that it is really "bare pyHanko".
+
+The lead can swap ``tripact_one_agreement`` (e.g. to add database/storage writes) – keep its
+signature ``() -> bytes``. Output ends with one ``name value`` figure per line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import io
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from asn1crypto import keys as asn1_keys  # noqa: E402
+from asn1crypto import x509 as asn1_x509  # noqa: E402
+from cryptography import x509  # noqa: E402
+from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID  # noqa: E402
+from PIL import Image, ImageDraw  # noqa: E402
+from pyhanko.pdf_utils import layout  # noqa: E402
+from pyhanko.pdf_utils.images import PdfImage  # noqa: E402
+from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter  # noqa: E402
+from pyhanko.pdf_utils.reader import PdfFileReader  # noqa: E402
+from pyhanko.sign import fields, signers  # noqa: E402
+from pyhanko.sign.validation import async_validate_pdf_signature, async_validate_pdf_timestamp  # noqa: E402
+from pyhanko.sign.validation.dss import DocumentSecurityStore  # noqa: E402
+from pyhanko.stamp import StaticStampStyle  # noqa: E402
+from pyhanko_certvalidator import ValidationContext  # noqa: E402
+from pyhanko_certvalidator.registry import SimpleCertificateStore  # noqa: E402
+
+from signing import (  # noqa: E402
+    SIGNATURE_BOXES,
+    AgreementData,
+    AgreementSigner,
+    PlatformPKI,
+    SignerIdentity,
+    _speedups,  # noqa: E402
+    render_agreement,
+    verify_pdf,
+)
+from signing.tsa import LocalTimestampAuthority, LocalTimeStamper  # noqa: E402
+
+PARTIES = ("student", "school", "employer")
+VERIFY_URL = "https://sign.example.edu.cn/v/K7Q2M9XA"
+DATA = AgreementData(
+    agreement_no="2026104033100042",
+    student_name="李𠇔䶮",
+    student_gender="男",
+    student_id_number="360102200001011234",
+    student_number="20221234",
+    school_name="南昌大学",
+    school_branch="前湖校区",
+    college="信息工程学院",
+    major="计算机科学与技术",
+    education_level="31 本科",
+    training_mode="1 非定向",
+    origin="江西省南昌市",
+    graduation_year=2026,
+    student_phone="13800138000",
+    employer_name="江西赣江科技有限公司",
+    employer_credit_code="91360100MA35L4XK0Q",
+    employer_nature="39 其他企业",
+    employer_industry="信息传输、软件和信息技术服务业",
+    employer_affiliation="40 市/地区",
+    employer_address="江西省南昌市红谷滩区丰和中大道 1 号",
+    employer_postcode="330038",
+    employer_contact="王敏",
+    employer_phone="0791-88886666",
+    employer_email="hr@ganjiang.example.com",
+    archive_unit="南昌市人才服务中心",
+    archive_address="南昌市东湖区八一大道 2 号",
+    archive_postcode="330006",
+    accepts_hukou=True,
+    position="软件工程师",
+    work_location="江西省南昌市",
+    monthly_salary_fen=850_000,
+    probation_months=3,
+    internship_period=None,
+    contract_years=3,
+    liquidated_damages_fen=300_000,
+    remarks="乙方为甲方缴纳五险一金。",
+)
+
+
+def _png(color: tuple[int, int, int]) -> bytes:
+    img = Image.new("RGBA", (240, 240), (0, 0, 0, 0))
+    ImageDraw.Draw(img).ellipse((6, 6, 234, 234), outline=(*color, 255), width=10)
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return buf.getvalue()
+
+
+IMAGES = {"student": _png((20, 20, 20)), "school": _png((210, 20, 30)), "employer": _png((200, 10, 20))}
+IDENTITIES = {p: SignerIdentity(f"{p} 名称", "3601**********1234", DATA.agreement_no) for p in PARTIES}
+
+_STATE: dict[str, object] = {}
+
+
+def setup() -> None:
+    """Per process: PKI (in a temp dir), signer, baseline material. Not timed."""
+    tmp = Path(tempfile.mkdtemp(prefix="tripact-bench-"))
+    pki = PlatformPKI.create(tmp / "pki", "bench-secret", "tripact 基准测试", "http://127.0.0.1:9/crl")
+    _STATE["pki"] = pki
+    _STATE["signer"] = AgreementSigner(pki)
+    _STATE["rendered"] = render_agreement(DATA, VERIFY_URL, "K7Q2-M9XA")
+    _STATE["baseline"] = _Baseline(pki)
+
+
+def tripact_one_agreement() -> bytes:
+    """The tripact side: render, sign x3, finalize, verify. Swap me to add storage/database work."""
+    pki: PlatformPKI = _STATE["pki"]  # type: ignore[assignment]
+    signer: AgreementSigner = _STATE["signer"]  # type: ignore[assignment]
+    pdf = render_agreement(DATA, VERIFY_URL, "K7Q2-M9XA")
+    for party in PARTIES:
+        pdf = signer.sign_party(pdf, party, IDENTITIES[party], IMAGES[party]).pdf
+    pdf = signer.finalize(pdf)
+    report = verify_pdf(pdf, [pki.root_cert], crls=pki.all_crls_der())
+    if not report.ok:
+        raise SystemExit(f"tripact produced an invalid PDF: {report.reason_en}")
+    return pdf
+
+
+class _Baseline:
+    """Bare pyHanko, tuned: everything parsed once, bytes_reserved set, one ValidationContext."""
+
+    def __init__(self, pki: PlatformPKI) -> None:
+        root_key = serialization.load_pem_private_key(
+            (Path(pki.directory or ".") / "root.key.pem").read_bytes(), b"bench-secret"
+        )
+        now = dt.datetime.now(dt.UTC)
+
+        def cert(name: str, pub: object, eku: bool = False) -> x509.Certificate:
+            b = (
+                x509.CertificateBuilder()
+                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+                .issuer_name(pki.root_cert.subject)
+                .public_key(pub)
+                .serial_number(x509.random_serial_number())  # type: ignore[arg-type]
+                .not_valid_before(now - dt.timedelta(hours=1))
+                .not_valid_after(now + dt.timedelta(days=1))
+            )
+            if eku:
+                b = b.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]), critical=True)
+            else:
+                b = b.add_extension(
+                    x509.KeyUsage(True, True, False, False, False, False, False, False, False), critical=True
+                )
+            return b.sign(root_key, hashes.SHA256())  # type: ignore[arg-type]
+
+        def asn1(c: x509.Certificate) -> asn1_x509.Certificate:
+            return asn1_x509.Certificate.load(c.public_bytes(serialization.Encoding.DER))
+
+        def pkey(k: object) -> asn1_keys.PrivateKeyInfo:
+            return asn1_keys.PrivateKeyInfo.load(
+                k.private_bytes(  # type: ignore[attr-defined]
+                    serialization.Encoding.DER,
+                    serialization.PrivateFormat.PKCS8,
+                    serialization.NoEncryption(),
+                )
+            )
+
+        self.root = asn1(pki.root_cert)
+        store = SimpleCertificateStore.from_certs([self.root])
+        self.signers = {}
+        for party in PARTIES:
+            key = ec.generate_private_key(ec.SECP256R1())
+            self.signers[party] = signers.SimpleSigner(asn1(cert(party, key.public_key())), pkey(key), store)
+        authority = LocalTimestampAuthority(pki)
+        self.tsa_cert = authority.tsa_cert
+        self.timestamper = LocalTimeStamper(authority)
+        self.vc = ValidationContext(
+            trust_roots=[self.root], other_certs=[self.tsa_cert], allow_fetching=False
+        )
+        self.styles = {
+            p: StaticStampStyle(
+                background=PdfImage(Image.open(io.BytesIO(IMAGES[p]))),
+                background_opacity=1.0,
+                border_width=0,
+                background_layout=layout.SimpleBoxLayoutRule(
+                    x_align=layout.AxisAlignment.ALIGN_MID,
+                    y_align=layout.AxisAlignment.ALIGN_MID,
+                    margins=layout.Margins.uniform(2),
+                    inner_content_scaling=layout.InnerScaling.STRETCH_TO_FIT,
+                ),
+            )
+            for p in PARTIES
+        }
+
+    def one_agreement(self, rendered: bytes) -> bytes:
+        pdf = rendered
+        for party in PARTIES:
+            page, *box = SIGNATURE_BOXES[party]
+            meta = signers.PdfSignatureMetadata(
+                field_name=party, md_algorithm="sha256", subfilter=fields.SigSeedSubFilter.PADES
+            )
+            spec = fields.SigFieldSpec(party, on_page=page, box=(box[0], box[1], box[2], box[3]))
+            pdf_signer = signers.PdfSigner(
+                meta,
+                self.signers[party],
+                timestamper=self.timestamper,
+                stamp_style=self.styles[party],
+                new_field_spec=spec,
+            )
+            pdf = pdf_signer.sign_pdf(
+                IncrementalPdfFileWriter(io.BytesIO(pdf)), bytes_reserved=12_288
+            ).getvalue()
+        writer = IncrementalPdfFileWriter(io.BytesIO(pdf))
+        DocumentSecurityStore.supply_dss_in_writer(writer, None, certs=[self.root, self.tsa_cert])
+        pdf = (
+            signers.PdfTimeStamper(self.timestamper, field_name="ts")
+            .timestamp_pdf(writer, "sha256", bytes_reserved=8_192)
+            .getvalue()
+        )
+        asyncio.run(self._validate(pdf))
+        return pdf
+
+    async def _validate(self, pdf: bytes) -> None:
+        reader = PdfFileReader(io.BytesIO(pdf))
+        for sig in reader.embedded_signatures:
+            if sig.sig_object_type == "/DocTimeStamp":
+                ok = (await async_validate_pdf_timestamp(sig, self.vc)).valid
+            else:
+                ok = (await async_validate_pdf_signature(sig, self.vc)).bottom_line
+            if not ok:
+                raise SystemExit(f"baseline signature {sig.field_name} invalid")
+
+
+def baseline_one_agreement() -> bytes:
+    """The baseline side, with pyHanko's own (unpatched) parser."""
+    base: _Baseline = _STATE["baseline"]  # type: ignore[assignment]
+    _speedups.uninstall()
+    try:
+        return base.one_agreement(_STATE["rendered"])  # type: ignore[arg-type]
+    finally:
+        _speedups.install()
+
+
+def _time(fn: Callable[[], bytes], rounds: int) -> tuple[list[float], list[float]]:
+    """Wall-clock and process-CPU milliseconds per call."""
+    wall, cpu = [], []
+    for _ in range(rounds):
+        t, c = time.perf_counter(), time.process_time()
+        fn()
+        wall.append((time.perf_counter() - t) * 1000)
+        cpu.append((time.process_time() - c) * 1000)
+    return wall, cpu
+
+
+def _worker(seconds: float, queue: mp.Queue) -> None:  # type: ignore[type-arg]
+    setup()
+    tripact_one_agreement()
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        tripact_one_agreement()
+        count += 1
+    queue.put((count, time.perf_counter() - start))
+
+
+def main(rounds: int = 15, throughput_seconds: float = 6.0) -> None:
+    setup()
+    for _ in range(2):  # warm-up: fonts, imports, caches
+        tripact_one_agreement()
+        baseline_one_agreement()
+    base_ms: list[float] = []
+    trip_ms: list[float] = []
+    base_cpu: list[float] = []
+    trip_cpu: list[float] = []
+    for _ in range(rounds):  # interleaved so that both see the same machine state
+        wall, cpu = _time(baseline_one_agreement, 1)
+        base_ms += wall
+        base_cpu += cpu
+        wall, cpu = _time(tripact_one_agreement, 1)
+        trip_ms += wall
+        trip_cpu += cpu
+    pdf = tripact_one_agreement()
+
+    queue: mp.Queue = mp.Queue()  # type: ignore[type-arg]
+    procs = [mp.Process(target=_worker, args=(throughput_seconds, queue)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    results = [queue.get() for _ in procs]
+    for p in procs:
+        p.join()
+    per_second = sum(count / elapsed for count, elapsed in results)
+
+    baseline = statistics.median(base_ms)
+    tripact = statistics.median(trip_ms)
+    print(f"# medians over {rounds} rounds; throughput over {throughput_seconds:.0f} s in 2 processes")
+    print(f"# load average at the end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+    print(f"baseline_cpu_ms_per_agreement {statistics.median(base_cpu):.1f}")
+    print(f"tripact_cpu_ms_per_agreement {statistics.median(trip_cpu):.1f}")
+    print(f"baseline_ms_per_agreement {baseline:.1f}")
+    print(f"tripact_ms_per_agreement {tripact:.1f}")
+    print(f"ratio {tripact / baseline:.2f}")
+    print(f"agreements_per_second {per_second:.1f}")
+    print(f"pdf_kb {len(pdf) / 1024:.1f}")
+
+
+if __name__ == "__main__":
+    main()

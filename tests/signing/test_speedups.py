@@ -1,0 +1,83 @@
+"""The pyHanko/asn1crypto speed-ups give exactly the results of the original code."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from asn1crypto import x509 as asn1_x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from hypothesis import given
+from hypothesis import strategies as st
+from pyhanko.pdf_utils import generic
+from pyhanko.sign.general import as_signing_certificate_v2, match_issuer_serial, simple_cms_attribute
+
+from signing import PlatformPKI, _speedups
+
+
+@pytest.fixture()
+def original() -> Iterator[Callable[[Callable[[], Any]], Any]]:
+    """Run a callable with the speed-ups undone."""
+
+    def run(fn: Callable[[], Any]) -> Any:
+        _speedups.uninstall()
+        try:
+            return fn()
+        finally:
+            _speedups.install()
+
+    yield run
+    _speedups.install()
+
+
+def test_cms_attribute_encoding_is_unchanged(pki: PlatformPKI, original: Callable[..., Any]) -> None:
+    cred = pki.issue_event_certificate("李𠇔䶮", "3601**********1234", "2026104033100042", "student")
+    der = cred.certificate.public_bytes(Encoding.DER)
+
+    def build() -> bytes:
+        cert = asn1_x509.Certificate.load(der)
+        value: bytes = simple_cms_attribute("signing_certificate_v2", as_signing_certificate_v2(cert)).dump()
+        return value
+
+    assert build() == original(build)
+
+
+def test_issuer_serial_matching_is_unchanged(pki: PlatformPKI, original: Callable[..., Any]) -> None:
+    certs = [
+        asn1_x509.Certificate.load(c.public_bytes(Encoding.DER)) for c in (pki.issuing_cert, pki.tsa_cert)
+    ]
+    event = pki.issue_event_certificate("a", "b", "c", "school").certificate
+    certs.append(asn1_x509.Certificate.load(event.public_bytes(Encoding.DER)))
+    for expected in certs:
+        ess = as_signing_certificate_v2(expected)["certs"][0]["issuer_serial"]
+        fast = [match_issuer_serial(ess, c) for c in certs]
+        assert fast == original(lambda ess=ess: [match_issuer_serial(ess, c) for c in certs])
+        assert fast.count(True) == 1
+
+
+@given(
+    data=st.binary(max_size=300),
+    spacing=st.lists(st.sampled_from([b" ", b"\n", b"\r\n", b"\t"]), max_size=5),
+    odd=st.booleans(),
+)
+def test_hex_strings_parse_identically(data: bytes, spacing: list[bytes], odd: bool) -> None:
+    digits = data.hex().encode() + (b"a" if odd else b"")
+    for i, space in enumerate(spacing):
+        pos = (i * 7) % (len(digits) + 1)
+        digits = digits[:pos] + space + digits[pos:]
+    source = b"<" + digits + b"> trailing"
+    fast_stream = io.BytesIO(source)
+    slow_stream = io.BytesIO(source)
+    fast = _speedups.read_hex_string_from_stream(fast_stream)
+    slow = _speedups._ORIGINAL(slow_stream)
+    assert bytes(fast.original_bytes) == bytes(slow.original_bytes)
+    assert fast_stream.tell() == slow_stream.tell()
+
+
+def test_bad_hex_digit_is_still_an_error() -> None:
+    with pytest.raises(generic.PdfStreamError):
+        _speedups.read_hex_string_from_stream(io.BytesIO(b"<12zz>"))
+    with pytest.raises(generic.PdfStreamError):
+        _speedups.read_hex_string_from_stream(io.BytesIO(b"<1234"))

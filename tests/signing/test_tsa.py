@@ -1,0 +1,125 @@
+"""RFC 3161: the built-in authority, the in-process stamper and the external one with its fallback."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from asn1crypto import algos, tsp
+
+from signing import (
+    AgreementSigner,
+    ExternalTimestamper,
+    LocalTimestampAuthority,
+    LocalTimeStamper,
+    PlatformPKI,
+    TimestampError,
+    render_agreement,
+    verify_pdf,
+)
+from signing.tsa import response_status
+
+from .helpers import IDENTITIES, IMAGES, SHORT_CODE, VERIFY_URL, make_agreement
+
+
+def _request(digest: bytes = b"\x01" * 32, algo: str = "sha256", nonce: int | None = 42) -> bytes:
+    req = {
+        "version": 1,
+        "cert_req": True,
+        "message_imprint": tsp.MessageImprint(
+            {"hash_algorithm": algos.DigestAlgorithm({"algorithm": algo}), "hashed_message": digest}
+        ),
+    }
+    if nonce is not None:
+        req["nonce"] = nonce
+    return tsp.TimeStampReq(req).dump()
+
+
+@pytest.mark.parametrize("garbage", [b"", b"\x00", b"hello", b"\x30\x03\x02\x01\x01", _request()[:-5]])
+def test_garbage_request_gets_a_rejection_response(pki: PlatformPKI, garbage: bytes) -> None:
+    status, fail = response_status(LocalTimestampAuthority(pki).respond(garbage))
+    assert status == "rejection" and fail == {"bad_request"}
+
+
+def test_wrong_digest_length_and_algorithm_are_rejected(pki: PlatformPKI) -> None:
+    tsa = LocalTimestampAuthority(pki)
+    assert response_status(tsa.respond(_request(digest=b"\x01" * 20))) == ("rejection", {"bad_data_format"})
+    assert response_status(tsa.respond(_request(digest=b"\x01" * 16, algo="md5"))) == (
+        "rejection",
+        {"bad_alg"},
+    )
+
+
+def test_valid_request_is_granted_with_nonce_and_imprint(pki: PlatformPKI) -> None:
+    resp = tsp.TimeStampResp.load(LocalTimestampAuthority(pki).respond(_request(nonce=1234)))
+    assert resp["status"]["status"].native == "granted"
+    info = resp["time_stamp_token"]["content"]["encap_content_info"]["content"].parsed
+    assert info["nonce"].native == 1234
+    assert info["message_imprint"]["hashed_message"].native == b"\x01" * 32
+    subjects = [c.chosen.subject for c in resp["time_stamp_token"]["content"]["certificates"]]
+    assert LocalTimestampAuthority(pki).tsa_cert.subject in subjects
+
+
+class _TSAHandler(BaseHTTPRequestHandler):
+    authority: LocalTimestampAuthority
+
+    def do_POST(self) -> None:  # noqa: N802 – http.server API
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        answer = self.authority.respond(body)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/timestamp-reply")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture()
+def external_tsa(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, PlatformPKI]]:
+    """A separate platform's TSA served over HTTP on localhost, playing the external authority."""
+    other = PlatformPKI.create(tmp_path_factory.mktemp("ext"), "x", "外部时间戳中心", "http://x/crl")
+    handler = type("H", (_TSAHandler,), {"authority": LocalTimestampAuthority(other)})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/tsa", other
+    server.shutdown()
+    server.server_close()
+
+
+def _sign_student(signer: AgreementSigner) -> tuple[bytes, bool, str]:
+    pdf = render_agreement(make_agreement(), VERIFY_URL, SHORT_CODE)
+    result = signer.sign_party(pdf, "student", IDENTITIES["student"]("2026104033100042"), IMAGES["student"])
+    return result.pdf, result.used_fallback, result.timestamp_authority
+
+
+def test_external_tsa_is_used_when_it_answers(
+    pki: PlatformPKI, external_tsa: tuple[str, PlatformPKI]
+) -> None:
+    url, other = external_tsa
+    stamper = ExternalTimestamper(url, timeout=2, fallback=LocalTimeStamper(LocalTimestampAuthority(pki)))
+    pdf, fallback, authority = _sign_student(AgreementSigner(pki, stamper))
+    assert not fallback and not stamper.last_used_fallback
+    assert "外部时间戳中心" in authority
+    report = verify_pdf(pdf, [pki.root_cert, other.root_cert], crls=pki.all_crls_der())
+    assert report.ok, report.reason_en
+
+
+def test_unreachable_external_tsa_falls_back_to_the_local_authority(pki: PlatformPKI) -> None:
+    stamper = ExternalTimestamper(
+        "http://127.0.0.1:9/tsa", timeout=0.5, fallback=LocalTimeStamper(LocalTimestampAuthority(pki))
+    )
+    pdf, fallback, authority = _sign_student(AgreementSigner(pki, stamper))
+    assert fallback and stamper.last_used_fallback and stamper.fallback_count >= 1
+    assert "tripact 测试平台 Timestamp Authority" in authority
+    assert verify_pdf(pdf, [pki.root_cert], crls=pki.all_crls_der()).ok
+
+
+def test_unreachable_external_tsa_without_fallback_is_a_timestamp_error(pki: PlatformPKI) -> None:
+    stamper = ExternalTimestamper("http://127.0.0.1:9/tsa", timeout=0.5, fallback=None)
+    with pytest.raises(TimestampError):
+        _sign_student(AgreementSigner(pki, stamper))
