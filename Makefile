@@ -10,6 +10,9 @@ STAMP  := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | cksum | cut 
 # and the TrueType CJK fonts the PDF renderer embeds.
 DEBIAN_PACKAGES := poppler-utils libnss3-tools chromium chromium-driver fonts-noto-cjk fonts-wqy-zenhei fonts-hanazono
 
+# Only the benchmarks need these (wrk: the HTTP load generator of bench/wechat.py).
+BENCH_DEBIAN_PACKAGES := wrk
+
 .PHONY: run test bench venv system-deps lint clean
 
 $(STAMP):
@@ -22,7 +25,7 @@ $(STAMP):
 venv: $(STAMP)
 
 system-deps:
-	@missing=$$(for p in $(DEBIAN_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	@missing=$$(for p in $(DEBIAN_PACKAGES) $(EXTRA_DEBIAN_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:" $$missing; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
@@ -37,8 +40,9 @@ run: venv
 test: venv system-deps
 	$(PY) -m pytest
 
-bench: venv system-deps
-	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+bench: venv
+	$(MAKE) system-deps EXTRA_DEBIAN_PACKAGES="$(BENCH_DEBIAN_PACKAGES)"
+	@for b in bench/signing.py bench/wechat.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 lint: venv
 	$(VENV)/bin/ruff check .

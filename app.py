@@ -63,6 +63,9 @@ def configure_services(settings: Settings) -> None:
     models.init_db(settings.database_url)
     store = storage.configure(settings)
     workflow.configure(settings.workflow, signer=documents.PdfSigner(settings, store), image_loader=store.get)
+    from wechat_bot import push  # registers the push jobs and the bot's tables
+
+    push.configure(settings)
 
 
 def _init_db_per_request(app: Flask) -> None:

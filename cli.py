@@ -231,6 +231,24 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return signing.exit_code(report)
 
 
+def cmd_wechat_menu(args: argparse.Namespace) -> int:
+    from wechatpy.exceptions import WeChatClientException
+
+    from wechat_bot.client import make_client
+
+    settings = _services(args)
+    if not settings.wechat.menu:
+        raise CommandError("[wechat] menu is empty: define the menu in the settings file first")
+    try:
+        make_client(settings).menu.create({"button": settings.wechat.menu})
+    except WeChatClientException as exc:
+        raise CommandError(f"WeChat refused the menu: {exc.errcode} {exc.errmsg}") from exc
+    except OSError as exc:
+        raise CommandError(f"cannot reach the WeChat API: {exc}") from exc
+    print(f"menu with {len(settings.wechat.menu)} buttons pushed to {settings.wechat.appid}")
+    return 0
+
+
 # ---------------------------------------------------------------- parser and entry point
 
 def build_parser() -> argparse.ArgumentParser:
@@ -271,6 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
     vf = add("verify", cmd_verify, "verify a signed agreement PDF (exit 0 valid, 1 invalid, 2 unreadable)")
     vf.add_argument("file")
     vf.add_argument("--json", action="store_true", help="JSON report")
+    wx = sub.add_parser("wechat", help="WeChat official account").add_subparsers(
+        dest="wechat_command", required=True, parser_class=_Parser)
+    add("menu", cmd_wechat_menu, "push the custom menu from the settings to WeChat", wx)
     for hook in EXTRA_COMMANDS:
         hook(sub, add)
     return p

@@ -1,0 +1,318 @@
+"""``/wechat``: the official account's message endpoint.
+
+The view checks the signature, decrypts (safe and compatible modes), de-duplicates, dispatches to
+``replies`` and answers within WeChat's 5 seconds (no network calls here; slow work goes to the
+outbox). In order, a POST is refused with:
+
+* 403 – missing or wrong ``signature`` (or ``msg_signature`` in AES mode), or a timestamp more than
+  :data:`MAX_SKEW_SECONDS` from now (a replayed request);
+* 413 – a body larger than :data:`MAX_BODY_BYTES` (by Content-Length or by what was actually read);
+* 400 – a DOCTYPE/ENTITY declaration (XXE, billion laughs: refused before any parser sees it),
+  non-XML, XML that is not a WeChat message, or an Encrypt that does not decrypt with our key.
+
+Nothing is processed in any of these cases. WeChat's retries (text by MsgId, events by
+FromUserName + CreateTime) are processed once, across processes: a unique-key insert in
+``wechat_message_seen``, or Redis ``SET NX`` when ``[redis] url`` is set; a retry gets the first
+attempt's reply when it is ready, else "success". An error inside a handler answers "success"
+(WeChat would only retry into the same failure) and is logged with the message key.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+import time
+from typing import Any
+
+import xmltodict
+from flask import Blueprint, Response, current_app, request
+from wechatpy import create_reply, parse_message
+from wechatpy.crypto import WeChatCrypto
+from wechatpy.replies import TextReply
+from wechatpy.utils import WeChatSigner
+
+from settings import Settings
+from wechat_bot import push, replies
+from wechat_bot.records import WechatDeliveryReport, WechatMessageSeen
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("wechat_handler", __name__)
+
+MAX_BODY_BYTES = 64 * 1024
+"""Largest message body accepted; real messages are a few hundred bytes."""
+MAX_SKEW_SECONDS = 300
+"""Requests whose timestamp is further from now are refused as replays. WeChat retries within ~15 s."""
+DEDUP_SECONDS = 900
+"""How long a message key is remembered in Redis (WeChat retries for about 15 seconds)."""
+PASSIVE_TEXT_BYTES = 2000
+"""A passive text reply longer than this (WeChat's limit is 2048 bytes) is split; the rest is sent later."""
+PURGE_EVERY = 1000
+"""On average once per this many messages, forget database keys older than a day."""
+
+_ENTITY = re.compile(r"<!\s*(DOCTYPE|ENTITY|ELEMENT|ATTLIST)", re.IGNORECASE)
+_OPENID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+class BadMessage(Exception):
+    """The body is not a well-formed WeChat message (answered with 400)."""
+
+
+def _text(body: str, status: int) -> Response:
+    return Response(body, status=status, mimetype="text/plain")
+
+
+@bp.route("/wechat", methods=["GET", "POST"])
+def wechat() -> Response:
+    """WeChat's server URL: GET is the URL check, POST a message or event."""
+    settings: Settings = current_app.config["TRIPACT"]
+    token = settings.wechat.token
+    timestamp = request.args.get("timestamp", "")
+    nonce = request.args.get("nonce", "")
+    if not token or not _signed(request.args.get("signature", ""), token, timestamp, nonce):
+        return _text("forbidden", 403)
+    if request.method == "GET":
+        echostr = request.args.get("echostr")
+        return _text(echostr, 200) if echostr is not None else _text("missing echostr", 400)
+    if not _fresh(timestamp):
+        return _text("stale timestamp", 403)
+    body = _read_body()
+    if body is None:
+        return _text("body too large", 413)
+    aes = request.args.get("encrypt_type", "raw").lower() == "aes"
+    crypto = None
+    xml: bytes | str
+    try:
+        if aes:
+            crypto = _crypto(settings)
+            xml = _decrypt(crypto, body, request.args.get("msg_signature", ""), timestamp, nonce)
+        else:
+            xml = body
+        msg, fields = _parse(xml)
+    except _Forbidden:
+        return _text("forbidden", 403)
+    except BadMessage as exc:
+        log.info("wechat: refused a message: %s", exc)
+        return _text("bad request", 400)
+    reply_xml = _process(settings, msg, message_key(fields))
+    if not reply_xml:
+        return _text("success", 200)
+    if crypto is not None:
+        reply_xml = crypto.encrypt_message(reply_xml, nonce, str(int(time.time())))
+    return Response(reply_xml, status=200, mimetype="application/xml")
+
+
+# ---------------------------------------------------------------- checks
+
+class _Forbidden(Exception):
+    pass
+
+
+def _signed(signature: str, token: str, timestamp: str, nonce: str, *extra: str) -> bool:
+    """WeChat's signature: sha1 of the sorted [token, timestamp, nonce(, encrypt)], compared in
+    constant time (wechatpy's check_signature compares with ``!=``)."""
+    if not signature or not timestamp or not nonce:
+        return False
+    signer = WeChatSigner()
+    signer.add_data(token, timestamp, nonce, *extra)
+    return hmac.compare_digest(str(signer.signature).encode(), signature.encode("utf-8", "replace"))
+
+
+def _fresh(timestamp: str) -> bool:
+    try:
+        return abs(time.time() - int(timestamp)) <= MAX_SKEW_SECONDS
+    except ValueError:
+        return False
+
+
+def _read_body() -> bytes | None:
+    """The body, or None when it exceeds MAX_BODY_BYTES (declared or actual)."""
+    declared = request.content_length
+    if declared is not None and declared > MAX_BODY_BYTES:
+        return None
+    data = request.stream.read(MAX_BODY_BYTES + 1)
+    return None if len(data) > MAX_BODY_BYTES else data
+
+
+def _crypto(settings: Settings) -> WeChatCrypto:
+    key = settings.wechat.encoding_aes_key
+    if not key:
+        raise BadMessage("encrypted message but no encoding_aes_key configured")
+    return WeChatCrypto(settings.wechat.token, key, settings.wechat.appid)
+
+
+def _utf8(data: bytes | str) -> str:
+    """WeChat sends UTF-8; anything else (UTF-16 could hide a DOCTYPE from a byte search) is refused."""
+    if isinstance(data, str):
+        return data
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadMessage("body is not UTF-8") from exc
+
+
+def _xml_dict(text: str) -> dict[str, Any]:
+    """The children of <xml>, parsed only after DTDs and entities were ruled out (xmltodict's
+    ``disable_entities`` would also refuse them: two locks)."""
+    if _ENTITY.search(text):
+        raise BadMessage("DTD/entity declarations are not accepted")
+    try:
+        # A str is handed to expat as UTF-8 whatever its XML declaration says.
+        doc = xmltodict.parse(text, disable_entities=True)
+    except Exception as exc:  # noqa: BLE001 - expat and xmltodict raise several kinds
+        raise BadMessage(f"not XML ({type(exc).__name__})") from exc
+    root = doc.get("xml") if isinstance(doc, dict) else None
+    if not isinstance(root, dict):
+        raise BadMessage("root element is not <xml> with children")
+    return root
+
+
+def _decrypt(crypto: WeChatCrypto, body: bytes, msg_signature: str, timestamp: str, nonce: str) -> str:
+    envelope = _xml_dict(_utf8(body))
+    encrypt = envelope.get("Encrypt")
+    if not isinstance(encrypt, str) or not encrypt:
+        raise BadMessage("safe mode without Encrypt")
+    if not _signed(msg_signature, crypto.token, timestamp, nonce, encrypt):
+        raise _Forbidden()
+    try:
+        return str(crypto.decrypt_message({"Encrypt": encrypt}, msg_signature, timestamp, nonce))
+    except Exception as exc:  # noqa: BLE001 - wrong key: bad padding, bad length, bad UTF-8, wrong appid
+        raise BadMessage(f"Encrypt does not decrypt ({type(exc).__name__})") from exc
+
+
+def _parse(data: bytes | str) -> tuple[Any, dict[str, Any]]:
+    """A wechatpy message object (and the raw fields) from checked XML."""
+    xml = _utf8(data)
+    fields = _xml_dict(xml)
+    for name in ("ToUserName", "FromUserName", "CreateTime", "MsgType"):
+        if not isinstance(fields.get(name), str) or not fields[name]:
+            raise BadMessage(f"missing {name}")
+    if not _OPENID.match(fields["FromUserName"]) or not fields["CreateTime"].isdigit():
+        raise BadMessage("malformed FromUserName or CreateTime")
+    for name in ("MsgId", "MsgID"):
+        if fields.get(name) is not None and not str(fields[name]).isdigit():
+            raise BadMessage(f"malformed {name}")
+    if fields.get("Event") is not None and not isinstance(fields["Event"], str):
+        raise BadMessage("malformed Event")
+    try:
+        return parse_message(xml), fields
+    except Exception as exc:  # noqa: BLE001 - wechatpy assumes well-typed fields
+        raise BadMessage(f"not a WeChat message ({type(exc).__name__})") from exc
+
+
+# ---------------------------------------------------------------- de-duplication and dispatch
+
+def message_key(fields: dict[str, Any]) -> str | None:
+    """What identifies a message across WeChat's retries: MsgId; for events FromUserName + CreateTime
+    (+ the event and its key, so that two taps on different menu items in one second stay apart;
+    a retry repeats them all)."""
+    if fields.get("MsgType") == "event":
+        if fields.get("MsgID"):  # TEMPLATESENDJOBFINISH and other job reports
+            return f"job:{fields['MsgID']}"
+        event_key = hashlib.sha1(str(fields.get("EventKey") or "").encode()).hexdigest()[:12]
+        event = str(fields.get("Event") or "")[:40]
+        return f"evt:{fields['FromUserName']}:{fields['CreateTime']}:{event}:{event_key}"
+    msg_id = fields.get("MsgId")
+    return f"msg:{msg_id}" if msg_id else None
+
+
+def loggable(key: str | None) -> str:
+    """A message key for the logs: event keys keep only the start of the openid."""
+    if key is None:
+        return "message without id"
+    kind, _, rest = key.partition(":")
+    if kind == "evt":
+        openid, _, tail = rest.partition(":")
+        return f"evt:{openid[:6]}…:{tail}"
+    return key
+
+
+class _Seen:
+    """The de-duplication store: Redis when configured, else the database."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.redis = None
+        if settings.redis.url:
+            from wechat_bot.client import redis_client
+
+            self.redis = redis_client(settings.redis.url)
+
+    def _rkey(self, key: str) -> str:
+        return "tripact:wechat:seen:" + key
+
+    def claim(self, key: str) -> bool:
+        if secrets.randbelow(PURGE_EVERY) == 0:  # housekeeping without a scheduler of its own
+            WechatMessageSeen.purge()
+            WechatDeliveryReport.purge()
+        if self.redis is not None:
+            return bool(self.redis.set(self._rkey(key), "", nx=True, ex=DEDUP_SECONDS))
+        return WechatMessageSeen.claim(key)
+
+    def cached(self, key: str) -> str:
+        if self.redis is not None:
+            value = self.redis.get(self._rkey(key))
+            return value.decode("utf-8") if value else ""
+        return WechatMessageSeen.cached_reply(key)
+
+    def remember(self, key: str, reply_xml: str) -> None:
+        if not reply_xml:
+            return
+        if self.redis is not None:
+            self.redis.set(self._rkey(key), reply_xml, xx=True, ex=DEDUP_SECONDS)
+        else:
+            WechatMessageSeen.remember_reply(key, reply_xml)
+
+
+def _process(settings: Settings, msg: Any, key: str | None) -> str:
+    """Run the message's handler once; return the plain reply XML ("" for no reply)."""
+    try:
+        seen = _Seen(settings)
+        if key is not None and not seen.claim(key):
+            log.info("wechat: duplicate %s", loggable(key))
+            return seen.cached(key)
+        reply = replies.dispatch(replies.Incoming(msg, settings))
+        reply_xml = _render(reply, msg)
+        if key is not None:
+            seen.remember(key, reply_xml)
+        return reply_xml
+    except Exception:  # noqa: BLE001 - WeChat must get "success", not a retry into the same failure
+        log.exception("wechat: handling %s (%s) failed", loggable(key), getattr(msg, "type", "?"))
+        return ""
+
+
+def _render(reply: replies.Reply, msg: Any) -> str:
+    """The reply XML; a text too long for a passive reply is split and the rest queued."""
+    if reply is None or reply == "":
+        return ""
+    if isinstance(reply, str):
+        reply = reply.replace("]]>", "]] >")  # wechatpy puts text in CDATA without escaping its end
+    if isinstance(reply, str) and len(reply.encode("utf-8")) > PASSIVE_TEXT_BYTES:
+        parts = split_text(reply, PASSIVE_TEXT_BYTES)
+        for part in parts[1:]:
+            push.send_text_later(str(msg.source), part)
+        reply = TextReply(message=msg, content=parts[0])
+    return str(create_reply(reply, msg, render=True))
+
+
+def split_text(text: str, limit: int) -> list[str]:
+    """Split at line ends into parts of at most ``limit`` UTF-8 bytes (a long line is cut)."""
+    parts: list[str] = []
+    current = ""
+    for line in text.splitlines(keepends=True):
+        while len(line.encode("utf-8")) > limit:
+            cut = len(line.encode("utf-8")[:limit].decode("utf-8", "ignore"))
+            parts, current = parts + ([current] if current else []), ""
+            parts.append(line[:cut])
+            line = line[cut:]
+        if len((current + line).encode("utf-8")) > limit:
+            parts.append(current)
+            current = ""
+        current += line
+    if current:
+        parts.append(current)
+    return [p.rstrip("\n") for p in parts if p.strip()]
+
+
+__all__ = ["bp", "message_key", "split_text", "MAX_BODY_BYTES", "MAX_SKEW_SECONDS"]
