@@ -137,7 +137,7 @@ def healthz() -> Any:
 
 
 def index() -> Any:
-    return render_template("index.html")
+    return render_template("index.html", sandbox=_settings().wechat.sandbox)
 
 
 def _settings() -> Settings:

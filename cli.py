@@ -75,15 +75,19 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     import demo
 
-    _services(args)
+    settings = _services(args)
     if demo.seeded():
         print("demo data already present; nothing to do")
         return 0
-    summary = demo.seed()
+    summary = demo.seed(sandbox=settings.wechat.sandbox)
     print("demo data created:")
     for status, n in sorted(summary["agreements"].items()):
         print(f"  {workflow.STATUS_LABELS.get(status, status)} ({status}): {n}")
     print(f"log-ins use the demo password {summary['password']} (employer signing PIN {summary['pin']})")
+    for line in summary["wechat"]:
+        print(f"  {line}")
+    if settings.wechat.sandbox:
+        print(f"phone simulator: {settings.server.base_url.rstrip('/')}/sandbox/phone")
     return 0
 
 

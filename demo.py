@@ -33,7 +33,8 @@ SCHOOLS = [
     ("10405", "赣江理工学院", [("00", "本部")]),
 ]
 STUDENT_NAMES = ["张伟", "王芳", "李娜", "刘洋", "陈静", "杨帆", "赵磊", "黄敏", "周杰", "吴霞",
-                 "徐明", "孙丽", "马超", "朱琳", "胡斌", "郭晶", "何勇", "林䶮", "罗𠇔", "梁雪"]
+                 "徐明", "孙丽", "马超", "朱琳", "胡斌", "郭晶", "何勇", "林䶮", "罗𠇔", "梁雪",
+                 "宋佳", "唐宁", "韩冰", "冯涛"]
 EMPLOYERS = [  # name, nature, credit body (16), industry, affiliation, approved
     ("南昌云帆科技有限公司", "39", "91360100MA35K7L2", "信息传输、软件和信息技术服务业", "40", True),
     ("江西赣电集团有限公司", "31", "91360000158262E1", "电力、热力、燃气及水生产和供应业", "20", True),
@@ -76,7 +77,7 @@ def _seed_parties() -> dict[str, Any]:
         SchoolAccount.create(school=school, branch_code=branches[-1][0], level_code="31",
                              name=f"{name}{branches[-1][1]}本科", password_hash=pw_hash)
         students = []
-        for i in range(10):
+        for i in range(12):
             n += 1
             bcode = branches[i % len(branches)][0]
             level = ["31", "31", "11", "41", "01"][i % 5]
@@ -158,10 +159,38 @@ PLAN = ["applied", "awaiting_student", "awaiting_employer", "completed", "comple
         "terminated", "cancelled", "rejected", "withdrawn"]
 
 
-def seed() -> dict[str, Any]:
+def _seed_wechat(parties: dict[str, Any], sandbox: bool) -> list[str]:
+    """Bind the demo employer users (and the students who already have agreements) to WeChat users,
+    and create those users in the local sandbox's phone simulator. Returns how-to lines."""
+    from models import WechatBinding
+
+    lines = []
+    for user in parties["users"][:3]:
+        openid = f"o_demo_hr{user.id}"
+        WechatBinding.create(openid=openid, employer_user=user)
+        if sandbox:
+            from wechat_bot.store import SandboxUser
+
+            SandboxUser.create(openid=openid, nickname=f"{user.name}（{user.employer.name[:8]}）", subscribed=True)
+        lines.append(f"employer user {user.username}: phone user {openid}")
+    for student in parties["students"][SCHOOLS[0][0]][:len(PLAN)]:
+        openid = f"o_demo_stu{student.id}"
+        WechatBinding.create(openid=openid, student=student)
+        if sandbox:
+            from wechat_bot.store import SandboxUser
+
+            SandboxUser.create(openid=openid, nickname=f"学生{student.name}", subscribed=True)
+    free = parties["students"][SCHOOLS[0][0]][len(PLAN)]
+    lines.append(f"an unbound student to bind: school {SCHOOLS[0][0]}, student number {free.student_no}, "
+                 f"name {free.name}, last six ID characters {free.id_number[-6:]}")
+    return lines
+
+
+def seed(sandbox: bool = False) -> dict[str, Any]:
     """Create the demo data; refuses to run twice. Returns a summary for the CLI."""
     with transaction():
         parties = _seed_parties()
+        wechat_lines = _seed_wechat(parties, sandbox)
     first = parties["students"][SCHOOLS[0][0]]
     second = parties["students"][SCHOOLS[1][0]]
     employers, users = parties["employers"], parties["users"]
@@ -183,4 +212,4 @@ def seed() -> dict[str, Any]:
     for _ in workflow.expire_overdue():
         made["expired"] = made.get("expired", 0) + 1
     jobs.drain()
-    return {"agreements": made, "password": DEMO_PASSWORD, "pin": DEMO_PIN}
+    return {"agreements": made, "password": DEMO_PASSWORD, "pin": DEMO_PIN, "wechat": wechat_lines}

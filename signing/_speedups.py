@@ -21,17 +21,31 @@ lookup during validation. The preparation is a pure function of the string, so i
 4. pyHanko's ``match_issuer_serial`` (used to find the signer among embedded certificates) compares
 issuer names before serial numbers; a name mismatch runs the slow RFC 5280 comparison. Checking
 the serial first answers the same ``and`` without that work for every non-matching candidate.
+
+5. X.509 name comparison (``Name.__eq__``) and ``Name.hashable`` are pure functions of the names'
+DER encodings, yet certificate path building and CRL matching recompute them (RDN by RDN, with
+string preparation) hundreds of times per verification for the same three or four names. Both
+are memoised by DER bytes; a miss runs asn1crypto's own code (so errors are raised as before).
+
+6. pyHanko's PDF tokenizer reads names one byte at a time through a generator and then decodes
+them byte by byte. ``read_until_delimiter`` now reads in blocks and stops at the first PDF
+whitespace/delimiter (same bytes returned, same stream position), and ``_decode_name`` returns
+plain names (printable ASCII, no ``#`` escape, no delimiter) directly; anything else takes the
+original path. Writing a name (``NameObject.write_to_stream``, byte by byte) likewise writes plain
+names in one call.
 """
 
 from __future__ import annotations
 
 import binascii
 import functools
+import os
+import re
 from typing import Any
 
 from asn1crypto import core as asn1_core
 from asn1crypto import x509 as asn1_x509
-from pyhanko.pdf_utils import generic
+from pyhanko.pdf_utils import generic, misc
 from pyhanko.pdf_utils.misc import PdfStreamError
 from pyhanko.sign import general as pyhanko_general
 
@@ -41,6 +55,13 @@ _ORIGINAL = generic.read_hex_string_from_stream
 _ORIGINAL_PREP = asn1_x509.NameTypeAndValue._ldap_string_prep
 _ORIGINAL_DUMP = asn1_core.Asn1Value.dump
 _ORIGINAL_MATCH = pyhanko_general.match_issuer_serial
+_ORIGINAL_NAME_EQ = asn1_x509.Name.__eq__
+_ORIGINAL_NAME_HASHABLE = asn1_x509.Name.hashable
+_ORIGINAL_UNTIL_DELIMITER = misc.read_until_delimiter
+_ORIGINAL_DECODE_NAME = generic._decode_name
+_ORIGINAL_WRITE_NAME = generic.NameObject.write_to_stream
+_DELIMITER = re.compile(b"[" + re.escape(misc.PDF_WHITESPACE + misc.PDF_DELIMITERS) + b"]")
+_PLAIN_NAME_BYTES = bytes(b for b in range(0x21, 0x7F) if b != 0x23 and b not in misc.PDF_DELIMITERS)
 
 
 def read_hex_string_from_stream(stream: Any) -> Any:
@@ -102,12 +123,75 @@ def _match_issuer_serial(expected_issuer_serial: Any, cert: Any) -> bool:
     return bool(_ORIGINAL_MATCH(expected_issuer_serial, cert))
 
 
+@functools.lru_cache(maxsize=4096)
+def _names_equal(a: bytes, b: bytes) -> bool:
+    return bool(asn1_x509.RDNSequence.load(a) == asn1_x509.RDNSequence.load(b))
+
+
+def _name_eq(self: Any, other: Any) -> bool:
+    """``Name.__eq__`` (= ``self.chosen == other.chosen``) memoised by the DER of both RDN sequences.
+
+    Keyed by ``chosen`` so that explicit tagging of the Name (e.g. inside a GeneralName) does not
+    count, exactly as in the original.
+    """
+    if not isinstance(other, asn1_x509.Name):
+        return False
+    return _names_equal(self.chosen.dump(), other.chosen.dump())
+
+
+@functools.lru_cache(maxsize=4096)
+def _hashable(der: bytes) -> str:
+    value: str = asn1_x509.RDNSequence.load(der).hashable
+    return value
+
+
+def _name_hashable(self: Any) -> str:
+    """``Name.hashable`` (= ``self.chosen.hashable``) memoised by the DER of the RDN sequence."""
+    return _hashable(self.chosen.dump())
+
+
+def read_until_delimiter(stream: Any) -> bytes:
+    """Bytes up to the next PDF whitespace or delimiter; the stream is left on it (see item 6)."""
+    parts: list[bytes] = []
+    while True:
+        block = stream.read(64)
+        if not block:  # end of stream: like the original, nothing to rewind
+            return b"".join(parts)
+        m = _DELIMITER.search(block)
+        if m is not None:
+            parts.append(block[: m.start()])
+            stream.seek(m.start() - len(block), os.SEEK_CUR)
+            return b"".join(parts)
+        parts.append(block)
+
+
+def _decode_name(name_bytes: bytes) -> Any:
+    """Plain names directly, everything else (escapes, invalid bytes) the original way."""
+    if not name_bytes.translate(None, _PLAIN_NAME_BYTES):
+        return generic.NameObject("/" + name_bytes.decode("ascii"))
+    return _ORIGINAL_DECODE_NAME(name_bytes)
+
+
+def _write_name(self: Any, stream: Any, handler: Any = None, container_ref: Any = None) -> None:
+    """Plain names in one write (the original escapes nothing in them), others the original way."""
+    raw = self.encode("utf8")
+    if raw[:1] == b"/" and not raw[1:].translate(None, _PLAIN_NAME_BYTES):
+        stream.write(raw)
+    else:
+        _ORIGINAL_WRITE_NAME(self, stream, handler, container_ref)
+
+
 def install() -> None:
     """Apply the speed-ups (idempotent)."""
     generic.read_hex_string_from_stream = read_hex_string_from_stream
     asn1_core.Asn1Value.dump = _dump
     asn1_x509.NameTypeAndValue._ldap_string_prep = _ldap_string_prep
     pyhanko_general.match_issuer_serial = _match_issuer_serial
+    asn1_x509.Name.__eq__ = _name_eq  # type: ignore[method-assign,assignment]
+    asn1_x509.Name.hashable = property(_name_hashable)  # type: ignore[assignment,method-assign]
+    misc.read_until_delimiter = generic.read_until_delimiter = read_until_delimiter
+    generic._decode_name = _decode_name
+    generic.NameObject.write_to_stream = _write_name  # type: ignore[method-assign]
 
 
 def uninstall() -> None:
@@ -116,6 +200,11 @@ def uninstall() -> None:
     asn1_core.Asn1Value.dump = _ORIGINAL_DUMP
     asn1_x509.NameTypeAndValue._ldap_string_prep = _ORIGINAL_PREP
     pyhanko_general.match_issuer_serial = _ORIGINAL_MATCH
+    asn1_x509.Name.__eq__ = _ORIGINAL_NAME_EQ  # type: ignore[method-assign]
+    asn1_x509.Name.hashable = _ORIGINAL_NAME_HASHABLE  # type: ignore[method-assign]
+    misc.read_until_delimiter = generic.read_until_delimiter = _ORIGINAL_UNTIL_DELIMITER
+    generic._decode_name = _ORIGINAL_DECODE_NAME
+    generic.NameObject.write_to_stream = _ORIGINAL_WRITE_NAME  # type: ignore[method-assign]
 
 
 install()

@@ -155,4 +155,28 @@ def _to_unicode_cmap(fontname: str, subset: list[int]) -> str:
     return "\n".join(lines)
 
 
+_ORIGINAL_GET_TABLE = ttfonts.TTFontFile.get_table
+_ORIGINAL_SET_USHORT = ttfonts._set_ushort
+
+
+def _get_table(self: ttfonts.TTFontFile, tag: str) -> bytes | memoryview:
+    """``get_table`` without copying the ~10 MB 'glyf' table for every subset (a zero-copy view).
+
+    reportlab's ``makeSubset`` only slices the glyph table and joins the pieces, so a memoryview
+    gives the same bytes; ``_set_ushort`` (used on composite glyphs) gets real bytes below.
+    """
+    if tag == "glyf":
+        pos, length = self.get_table_pos(tag)
+        return memoryview(self._ttf_data)[pos : pos + length]
+    table: bytes = _ORIGINAL_GET_TABLE(self, tag)
+    return table
+
+
+def _set_ushort(stream: bytes | memoryview, offset: int, value: int) -> bytes:
+    result: bytes = _ORIGINAL_SET_USHORT(bytes(stream), offset, value)
+    return result
+
+
 ttfonts.makeToUnicodeCMap = _to_unicode_cmap  # bug fix, see docstring
+ttfonts.TTFontFile.get_table = _get_table  # speed-up: ~3 ms per subset, same bytes
+ttfonts._set_ushort = _set_ushort

@@ -28,9 +28,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 from PIL import Image
 from pyhanko.pdf_utils import layout
-from pyhanko.pdf_utils.images import PdfImage
+from pyhanko.pdf_utils import generic
+from pyhanko.pdf_utils.images import PdfImage, pil_image
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.pdf_utils.writer import PdfFileWriter
 from pyhanko.sign import fields, signers
 from pyhanko.sign.timestamps import TimeStamper, TimestampRequestError
 from pyhanko.sign.validation.dss import DocumentSecurityStore
@@ -334,9 +336,52 @@ def _decode_png(image_png: bytes) -> Image.Image:
     return opened if opened.mode in ("RGBA", "LA") else opened.convert("RGBA")
 
 
+_ImageParts = tuple[tuple[tuple[str, Any], ...], bytes]
+
+
+@functools.lru_cache(maxsize=32)
+def _encoded_image(image_png: bytes) -> tuple[_ImageParts, ...]:
+    """Dictionary entries and deflated data of the image XObject and its /SMask (if any), in the
+    order pyHanko's ``pil_image`` writes them; computed once per distinct image."""
+    main = pil_image(_decode_png(image_png), PdfFileWriter()).get_object()
+    parts: list[_ImageParts] = []
+    smask = main.raw_get("/SMask") if "/SMask" in main else None
+    if smask is not None:
+        smask_obj = smask.get_object()
+        parts.append((tuple(smask_obj.items()), smask_obj.encoded_data))
+    parts.append((tuple(main.items()), main.encoded_data))
+    return tuple(parts)
+
+
+class _ReusedImage(PdfImage):  # type: ignore[misc]  # pyHanko's layout classes are untyped
+    """A PdfImage whose pixel data is encoded once per process instead of once per signature.
+
+    pyHanko's ``pil_image`` splits the alpha channel, converts and deflates ~230 KB of pixels for
+    every signature; here the cached result is added to each new revision: the same objects in
+    the same order with the same stream bytes as ``pil_image`` would write.
+    """
+
+    def __init__(self, image_png: bytes) -> None:
+        super().__init__(_decode_png(image_png))
+        self._png = image_png
+
+    @property
+    def image_ref(self) -> generic.IndirectObject:
+        writer = self.writer
+        assert writer is not None
+        ref = self._image_ref
+        if ref is None or ref.get_pdf_handler() is not writer:
+            smask_ref = None
+            for items, data in _encoded_image(self._png):
+                entries = {k: (smask_ref if k == "/SMask" else v) for k, v in items}
+                ref = smask_ref = writer.add_object(generic.StreamObject(entries, encoded_data=data))
+            self._image_ref = ref
+        return ref
+
+
 def _image_style(image_png: bytes) -> StaticStampStyle:
     return StaticStampStyle(
-        background=PdfImage(_decode_png(image_png)),
+        background=_ReusedImage(image_png),
         background_opacity=1.0,
         border_width=0,
         background_layout=layout.SimpleBoxLayoutRule(

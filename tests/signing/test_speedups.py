@@ -81,3 +81,51 @@ def test_bad_hex_digit_is_still_an_error() -> None:
         _speedups.read_hex_string_from_stream(io.BytesIO(b"<12zz>"))
     with pytest.raises(generic.PdfStreamError):
         _speedups.read_hex_string_from_stream(io.BytesIO(b"<1234"))
+
+
+_NAME_BYTES = st.binary(max_size=40) | st.text(
+    alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E), max_size=40
+).map(str.encode)
+
+
+@given(body=_NAME_BYTES, tail=st.sampled_from([b"", b" 1", b"/Next", b"(x)", b">>", b"\n", b"%c"]))
+def test_names_parse_identically(body: bytes, tail: bytes) -> None:
+    source = b"/" + body + tail
+    fast_stream, slow_stream = io.BytesIO(source), io.BytesIO(source)
+
+    def read(stream: io.BytesIO) -> tuple[str, str]:
+        try:
+            return str(generic.NameObject.read_from_stream(stream)), "ok"
+        except Exception as exc:  # noqa: BLE001 – the error type is what we compare
+            return type(exc).__name__, "error"
+
+    fast = read(fast_stream)
+    _speedups.uninstall()
+    try:
+        slow = read(slow_stream)
+    finally:
+        _speedups.install()
+    assert fast == slow
+    assert fast_stream.tell() == slow_stream.tell()
+
+
+@given(data=st.binary(max_size=200))
+def test_read_until_delimiter_is_unchanged(data: bytes) -> None:
+    fast_stream, slow_stream = io.BytesIO(data), io.BytesIO(data)
+    fast = _speedups.read_until_delimiter(fast_stream)
+    slow = _speedups._ORIGINAL_UNTIL_DELIMITER(slow_stream)
+    assert fast == slow
+    assert fast_stream.tell() == slow_stream.tell()
+
+
+def test_name_comparison_is_unchanged(pki: PlatformPKI, original: Callable[..., Any]) -> None:
+    certs = [asn1_x509.Certificate.load(c.public_bytes(Encoding.DER)) for c in (pki.root_cert, pki.issuing_cert)]
+    event = pki.issue_event_certificate("李𠇔䶮", "3601**********1234", "2026104033100042", "student")
+    certs.append(asn1_x509.Certificate.load(event.certificate.public_bytes(Encoding.DER)))
+    names = [n for c in certs for n in (c.subject, c.issuer)]
+    names.append(asn1_x509.GeneralName(name="directory_name", value=certs[1].issuer).chosen)  # tagged
+
+    def compare() -> list[Any]:
+        return [a == b for a in names for b in names] + [n.hashable for n in names]
+
+    assert compare() == original(compare)
