@@ -274,7 +274,7 @@ def _validate(s: Settings) -> None:
         raise SettingsError("[storage] s3_bucket: required when backend = \"s3\"")
     url = s.database_url
     if not url.startswith(("sqlite://", "postgresql://", "postgres://", "mysql://", "postgresext://",
-                           "sqliteext://")):
+                           "sqlite+pool://", "postgresql+pool://", "mysql+pool://")):
         raise SettingsError(f"[database] url: unsupported scheme in {url.split('://')[0]!r}"
                             " (use sqlite, postgresql or mysql)")
     for key in ("application_days", "student_sign_days", "employer_sign_days", "termination_days"):

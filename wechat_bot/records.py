@@ -41,16 +41,18 @@ class WechatMessageSeen(models.BaseModel):
     @classmethod
     def claim(cls, key: str) -> bool:
         """True when this call is the first to see ``key`` (it must then process the message)."""
+        sql = models.compiled_sql("wechat_seen.claim", lambda: cls.insert(key="", reply="", created_at=utcnow()))
         try:
             with models.db.atomic():
-                cls.insert(key=key, created_at=utcnow()).execute()
+                models.db.execute_sql(sql, (key, "", utcnow()))
             return True
         except pw.IntegrityError:
             return False
 
     @classmethod
     def remember_reply(cls, key: str, reply_xml: str) -> None:
-        cls.update(reply=reply_xml).where(cls.key == key).execute()
+        sql = models.compiled_sql("wechat_seen.remember", lambda: cls.update(reply="").where(cls.key == ""))
+        models.db.execute_sql(sql, (reply_xml, key))
 
     @classmethod
     def cached_reply(cls, key: str) -> str:

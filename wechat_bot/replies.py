@@ -35,6 +35,7 @@ from urllib.parse import urlencode
 from wechatpy.replies import BaseReply
 
 import workflow
+import models
 from models import Agreement, Employer, EmployerUser, Student, Termination, WechatBinding
 from settings import Settings
 from wechat_bot import texts
@@ -61,7 +62,9 @@ class Incoming:
 
     @cached_property
     def binding(self) -> WechatBinding | None:
-        return WechatBinding.get_or_none(WechatBinding.openid == self.openid)
+        sql = models.compiled_sql("wechat_binding.by_openid",
+                                  lambda: WechatBinding.select().where(WechatBinding.openid == "").limit(1))
+        return next(iter(WechatBinding.raw(sql, self.openid, 1)), None)
 
     @cached_property
     def student(self) -> Student | None:
