@@ -416,7 +416,8 @@ class Lease(BaseModel):
         """Take or renew the lease; True when ``holder`` holds it for the next ``seconds``."""
         now = utcnow()
         until = now + dt.timedelta(seconds=seconds)
-        cls.insert(name=name, holder="", expires_at=now).on_conflict_ignore().execute()
+        free = now - dt.timedelta(seconds=1)  # a new lease row starts out expired, i.e. free
+        cls.insert(name=name, holder="", expires_at=free).on_conflict_ignore().execute()
         taken = (cls.update(holder=holder, expires_at=until)
                  .where((cls.name == name) & ((cls.holder == holder) | (cls.expires_at < now)))
                  .execute())

@@ -1,0 +1,47 @@
+"""Schema versions and the database-level guarantees the workflow relies on."""
+from __future__ import annotations
+
+import peewee as pw
+import pytest
+
+import models
+from tests import factories as f
+
+
+@pytest.fixture
+def db_url(any_db: str) -> str:
+    return any_db
+
+
+def test_upgrade_is_idempotent_and_refuses_a_newer_schema(app) -> None:  # type: ignore[no-untyped-def]
+    assert models.schema_version() == models.LATEST
+    assert models.upgrade() == []
+    models.SchemaVersion.create(version=models.LATEST + 1)
+    with pytest.raises(RuntimeError, match="newer than this release"):
+        models.upgrade()
+    models.SchemaVersion.delete().where(models.SchemaVersion.version > models.LATEST).execute()
+
+
+def test_upgrade_from_an_empty_database(app) -> None:  # type: ignore[no-untyped-def]
+    models.drop_all()
+    assert models.schema_version() == 0
+    assert models.upgrade() == [v for v, _ in models.MIGRATIONS]
+    assert models.schema_version() == models.LATEST
+    assert models.db.table_exists("agreement") and models.db.table_exists("wechat_message_seen")
+
+
+def test_one_live_agreement_per_student_is_enforced_by_the_database(app) -> None:  # type: ignore[no-untyped-def]
+    world = f.World()
+    a = world.agreement_at("applied")
+    clone = {k: v for k, v in a.__data__.items() if k != "id"}
+    clone.update(number=a.number + "X", verify_code="ZZZZZZZZZZZZZZZZ")
+    with pytest.raises(pw.IntegrityError), models.db.atomic():
+        models.Agreement.create(**clone)
+
+
+def test_lease_has_one_holder_at_a_time(app) -> None:  # type: ignore[no-untyped-def]
+    assert models.Lease.acquire("scheduler", "a", 30)
+    assert not models.Lease.acquire("scheduler", "b", 30)
+    assert models.Lease.acquire("scheduler", "a", 30)  # renewal
+    models.Lease.update(expires_at=models.utcnow() - __import__("datetime").timedelta(seconds=1)).execute()
+    assert models.Lease.acquire("scheduler", "b", 30)
