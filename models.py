@@ -472,7 +472,11 @@ def init_db(url: str, pooled: bool = True) -> pw.Database:
         kwargs["timeout"] = 15
         kwargs["check_same_thread"] = False
     elif url.startswith("mysql"):
+        from pymysql.constants import CLIENT
+
         kwargs["charset"] = "utf8mb4"
+        # UPDATE counts matched rows (as on PostgreSQL and SQLite), not only rows whose values changed
+        kwargs["client_flag"] = CLIENT.FOUND_ROWS
     database = connect(url, **kwargs)
     db.initialize(database)
     return database
