@@ -19,7 +19,16 @@ import jobs
 import storage
 import workflow
 from models import (
-    Agreement, Branch, Employer, EmployerUser, PlatformAdmin, School, SchoolAccount, Seal, Student, transaction,
+    Agreement,
+    Branch,
+    Employer,
+    EmployerUser,
+    PlatformAdmin,
+    School,
+    SchoolAccount,
+    Seal,
+    Student,
+    transaction,
 )
 from workflow import Actor, Terms
 

@@ -119,8 +119,15 @@ def agreement_data(a: Agreement) -> signing.AgreementData:
 
 
 def _identity(a: Agreement, party: str, signer_name: str) -> signing.SignerIdentity:
-    subject = {"student": mask_id(a.id_number), "school": f"学校代码{a.school.code}",
-               "employer": a.credit_code}[party]
+    # only the signing party's value: a.school is a lazy foreign key (one query per signature)
+    if party == "student":
+        subject = mask_id(a.id_number)
+    elif party == "school":
+        subject = f"学校代码{a.school.code}"
+    elif party == "employer":
+        subject = a.credit_code
+    else:
+        raise KeyError(party)
     return signing.SignerIdentity(name=signer_name, subject_id=subject, agreement_no=a.number,
                                   reason=PARTY_REASONS[party])
 

@@ -31,8 +31,19 @@ import peewee as pw
 import codes
 import models
 from models import (
-    Agreement, AgreementEvent, AgreementSerial, AgreementSignature, Employer, EmployerUser, OutboxJob,
-    SchoolAccount, Seal, Student, Termination, transaction, utcnow,
+    Agreement,
+    AgreementEvent,
+    AgreementSerial,
+    AgreementSignature,
+    Employer,
+    EmployerUser,
+    OutboxJob,
+    SchoolAccount,
+    Seal,
+    Student,
+    Termination,
+    transaction,
+    utcnow,
 )
 from settings import WorkflowSettings
 

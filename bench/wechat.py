@@ -185,7 +185,8 @@ def main() -> None:
             proc.wait(15)
     shutil.rmtree(tmp, ignore_errors=True)
     (b_rate, b_p99), (t_rate, t_p99) = results["baseline"], results["tripact"]
-    print(f"# {DURATION:.0f} s closed loop with {CONNECTIONS} connections ({'wrk' if shutil.which('wrk') else 'python'}); "
+    generator = "wrk" if shutil.which("wrk") else "python"
+    print(f"# {DURATION:.0f} s closed loop with {CONNECTIONS} connections ({generator}); "
           f"p99 over 5 s at {RATE} msg/s; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     print(f"baseline_p99_ms {b_p99:.1f}")
     print(f"baseline_msgs_per_second {b_rate:.1f}")

@@ -13,7 +13,14 @@ import jobs
 import storage
 import workflow
 from models import (
-    Agreement, Employer, EmployerUser, PlatformAdmin, School, SchoolAccount, Seal, Student,
+    Agreement,
+    Employer,
+    EmployerUser,
+    PlatformAdmin,
+    School,
+    SchoolAccount,
+    Seal,
+    Student,
 )
 from workflow import Actor, Terms
 

@@ -95,7 +95,7 @@ def test_commands_before_init_ask_for_upgrade(config: Path, capsys: pytest.Captu
 ])
 def test_bad_configuration_in_a_subprocess(tmp_path: Path, text: str, message: str) -> None:
     cfg = tmp_path / "bad.toml"
-    cfg.write_text(text + f'\n[scheduler]\nin_process = false\n' if "[scheduler]" not in text else text,
+    cfg.write_text(text + '\n[scheduler]\nin_process = false\n' if "[scheduler]" not in text else text,
                    encoding="utf-8")
     env = dict(os.environ, TRIPACT_SERVER_INSTANCE_PATH=str(tmp_path))
     p = subprocess.run(TRIPACT + ["--config", str(cfg), "init"], capture_output=True, text=True, cwd=ROOT,

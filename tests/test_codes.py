@@ -6,7 +6,8 @@ import pytest
 import codes
 
 
-@pytest.mark.parametrize("code", ["91350100M000100Y43", "91110000802100433B", codes.make_credit_code("91360100MA351111")])
+@pytest.mark.parametrize("code", ["91350100M000100Y43", "91110000802100433B",
+                                  codes.make_credit_code("91360100MA351111")])
 def test_valid_credit_codes(code: str) -> None:
     assert codes.credit_code_error(code) is None
 

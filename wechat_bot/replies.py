@@ -34,8 +34,8 @@ from urllib.parse import urlencode
 
 from wechatpy.replies import BaseReply
 
-import workflow
 import models
+import workflow
 from models import Agreement, Employer, EmployerUser, Student, Termination, WechatBinding
 from settings import Settings
 from wechat_bot import texts

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -119,7 +120,8 @@ def test_read_until_delimiter_is_unchanged(data: bytes) -> None:
 
 
 def test_name_comparison_is_unchanged(pki: PlatformPKI, original: Callable[..., Any]) -> None:
-    certs = [asn1_x509.Certificate.load(c.public_bytes(Encoding.DER)) for c in (pki.root_cert, pki.issuing_cert)]
+    roots = (pki.root_cert, pki.issuing_cert)
+    certs = [asn1_x509.Certificate.load(c.public_bytes(Encoding.DER)) for c in roots]
     event = pki.issue_event_certificate("李𠇔䶮", "3601**********1234", "2026104033100042", "student")
     certs.append(asn1_x509.Certificate.load(event.certificate.public_bytes(Encoding.DER)))
     names = [n for c in certs for n in (c.subject, c.issuer)]
@@ -129,3 +131,88 @@ def test_name_comparison_is_unchanged(pki: PlatformPKI, original: Callable[..., 
         return [a == b for a in names for b in names] + [n.hashable for n in names]
 
     assert compare() == original(compare)
+
+
+def test_reused_signature_image_is_what_pyhanko_writes() -> None:
+    from PIL import Image
+    from pyhanko.pdf_utils.images import pil_image
+    from pyhanko.pdf_utils.writer import PdfFileWriter
+
+    from signing.sign import _ReusedImage
+
+    img = Image.new("RGBA", (40, 30), (200, 10, 20, 128))
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+
+    def objects(writer: PdfFileWriter) -> list[bytes]:
+        out = []
+        for idnum in range(1, writer._lastobj_id + 1):
+            stream = io.BytesIO()
+            writer.get_object(generic.Reference(idnum, 0, writer)).write_to_stream(stream)
+            out.append(stream.getvalue())
+        return out
+
+    plain, reused = PdfFileWriter(), PdfFileWriter()
+    pil_image(img, plain)
+    image = _ReusedImage(buf.getvalue())
+    image.set_writer(reused)
+    ref = image.image_ref
+    assert image.image_ref is ref  # cached per writer
+    assert objects(reused) == objects(plain)
+    assert len(objects(plain)) >= 2  # the image and its /SMask
+
+
+class _NoHandler:
+    def get_pdf_handler(self) -> None:
+        return None
+
+
+_TOKEN = st.one_of(
+    st.integers(min_value=-(10**12), max_value=10**25).map(lambda n: str(n).encode()),
+    st.decimals(allow_nan=False, allow_infinity=False, places=3).map(lambda d: str(d).encode()),
+    st.tuples(
+        st.integers(0, 10**6), st.integers(0, 70000), st.sampled_from([b" ", b"  ", b"\n", b"\x0b"])
+    ).map(lambda t: str(t[0]).encode() + t[2] + str(t[1]).encode() + t[2] + b"R"),
+    st.sampled_from([b"/Name", b"(text)", b"<00ff>", b"true", b"null", b"1.2.3", b"12-3", b"007", b"0 0 R"]),
+)
+
+
+@given(
+    tokens=st.lists(_TOKEN, max_size=12), seps=st.sampled_from([b" ", b"\n", b"  ", b""]), end=st.booleans()
+)
+def test_objects_parse_identically(tokens: list[bytes], seps: bytes, end: bool) -> None:
+    source = b"[" + (seps or b" ").join(tokens) + (b"]" if end else b"") + b" 5 0 obj"
+
+    def read() -> tuple[str, int]:
+        stream = io.BytesIO(source)
+        try:
+            result = generic.read_object(stream, _NoHandler())  # type: ignore[arg-type]
+            return re.sub(r" at 0x[0-9a-f]+", "", repr(result)), stream.tell()
+        except Exception as exc:  # noqa: BLE001 – the error type is what we compare
+            return type(exc).__name__, -1
+
+    fast = read()
+    _speedups.uninstall()
+    try:
+        slow = read()
+    finally:
+        _speedups.install()
+    assert fast == slow
+
+
+@given(
+    data=st.lists(st.sampled_from([b" ", b"\n", b"\r\n", b"\x00", b"\t", b"%c\n", b"%", b"x", b"12", b"/N"])),
+    seek_back=st.booleans(),
+    allow_eof=st.booleans(),
+)
+def test_read_non_whitespace_is_unchanged(data: list[bytes], seek_back: bool, allow_eof: bool) -> None:
+    source = b"".join(data)
+
+    def read(fn: Callable[..., bytes]) -> tuple[bytes | str, int]:
+        stream = io.BytesIO(source)
+        try:
+            return fn(stream, seek_back=seek_back, allow_eof=allow_eof), stream.tell()
+        except Exception as exc:  # noqa: BLE001 – the error type is what we compare
+            return type(exc).__name__, stream.tell()
+
+    assert read(_speedups.read_non_whitespace) == read(_speedups._ORIGINAL_NON_WHITESPACE)

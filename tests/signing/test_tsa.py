@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import pytest
-from asn1crypto import algos, tsp
+from asn1crypto import algos, cms, tsp
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from pyhanko.sign.general import as_signing_certificate_v2
 
 from signing import (
     AgreementSigner,
@@ -19,7 +25,7 @@ from signing import (
     render_agreement,
     verify_pdf,
 )
-from signing.tsa import response_status
+from signing.tsa import TSA_POLICY_OID, response_status
 
 from .helpers import IDENTITIES, IMAGES, SHORT_CODE, VERIFY_URL, make_agreement
 
@@ -123,3 +129,89 @@ def test_unreachable_external_tsa_without_fallback_is_a_timestamp_error(pki: Pla
     stamper = ExternalTimestamper("http://127.0.0.1:9/tsa", timeout=0.5, fallback=None)
     with pytest.raises(TimestampError):
         _sign_student(AgreementSigner(pki, stamper))
+
+
+def _reference_token(
+    authority: LocalTimestampAuthority, req: tsp.TimeStampReq, now: dt.datetime, serial: int, signature: bytes
+) -> bytes:
+    """The token as asn1crypto's object tree encodes it (the construction token_der replaces)."""
+    from asn1crypto import cms, core
+    from asn1crypto import x509 as asn1_x509
+
+    def attr(kind: str, value: Any) -> cms.CMSAttribute:
+        return cms.CMSAttribute({"type": kind, "values": [value]})
+
+    info: dict[str, Any] = {
+        "version": "v1",
+        "policy": TSA_POLICY_OID,
+        "message_imprint": req["message_imprint"],
+        "serial_number": serial,
+        "gen_time": now,
+        "accuracy": {"seconds": 1},
+        "tsa": asn1_x509.GeneralName(name="directory_name", value=authority.tsa_cert.subject),
+    }
+    if req["nonce"].native is not None:
+        info["nonce"] = req["nonce"]
+    tst_der = tsp.TSTInfo(info).dump()
+    signed_attrs = cms.CMSAttributes(
+        [
+            attr("content_type", "tst_info"),
+            attr("signing_time", cms.Time({"utc_time": core.UTCTime(now)})),
+            attr("signing_certificate_v2", as_signing_certificate_v2(authority.tsa_cert)),
+            attr("message_digest", hashlib.sha256(tst_der).digest()),
+        ]
+    )
+    digest_algo = algos.DigestAlgorithm({"algorithm": "sha256"})
+    signer_info = cms.SignerInfo(
+        {
+            "version": "v1",
+            "sid": cms.SignerIdentifier(
+                {
+                    "issuer_and_serial_number": cms.IssuerAndSerialNumber(
+                        {
+                            "issuer": authority.tsa_cert.issuer,
+                            "serial_number": authority.tsa_cert.serial_number,
+                        }
+                    )
+                }
+            ),
+            "digest_algorithm": digest_algo,
+            "signature_algorithm": algos.SignedDigestAlgorithm({"algorithm": "sha256_ecdsa"}),
+            "signed_attrs": signed_attrs,
+            "signature": signature,
+        }
+    )
+    sd: dict[str, Any] = {
+        "version": "v3",
+        "digest_algorithms": [digest_algo],
+        "encap_content_info": {"content_type": "tst_info", "content": cms.ParsableOctetString(tst_der)},
+        "signer_infos": [signer_info],
+    }
+    if req["cert_req"].native:
+        sd["certificates"] = [authority.tsa_cert, authority.root_cert]
+    token: bytes = cms.ContentInfo({"content_type": "signed_data", "content": cms.SignedData(sd)}).dump()
+    return token
+
+
+@pytest.mark.parametrize("nonce", [None, 7, 2**70])
+@pytest.mark.parametrize("cert_req", [True, False])
+def test_token_bytes_match_the_asn1crypto_construction(
+    pki: PlatformPKI, nonce: int | None, cert_req: bool
+) -> None:
+    authority = LocalTimestampAuthority(pki)
+    raw = tsp.TimeStampReq.load(_request(nonce=nonce))
+    fields: dict[str, Any] = {"version": 1, "cert_req": cert_req, "message_imprint": raw["message_imprint"]}
+    if nonce is not None:
+        fields["nonce"] = nonce
+    req = tsp.TimeStampReq.load(tsp.TimeStampReq(fields).dump())
+    now = dt.datetime(2026, 12, 4, 16, 5, 7, 123_000, tzinfo=dt.UTC)
+    der = authority.token_der(req, now, 123456789)
+    token = cms.ContentInfo.load(der)
+    signer_info = token["content"]["signer_infos"][0]
+    assert der == _reference_token(authority, req, now, 123456789, signer_info["signature"].native)
+    attrs = signer_info["signed_attrs"].untag().dump()
+    pki.tsa_cert.public_key().verify(  # type: ignore[union-attr, call-arg]
+        signer_info["signature"].native,
+        attrs,
+        ec.ECDSA(hashes.SHA256()),  # type: ignore[arg-type]
+    )

@@ -69,7 +69,7 @@ class FakeWeChat:
 
 
 @pytest.fixture
-def fake(app, settings) -> Iterator[FakeWeChat]:  # type: ignore[no-untyped-def]
+def fake(app, settings) -> Iterator[FakeWeChat]:  # type: ignore[no-untyped-def]  # noqa: F811
     wechat = FakeWeChat()
     before = dict(push._state)
     push.configure(settings.replace(wechat={"templates": TEMPLATES}), client_factory=lambda s: wechat)
