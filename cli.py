@@ -79,7 +79,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if demo.seeded():
         print("demo data already present; nothing to do")
         return 0
-    summary = demo.seed(sandbox=settings.wechat.sandbox)
+    summary = demo.seed(sandbox=settings.wechat.sandbox, menu=settings.wechat.menu)
     print("demo data created:")
     for status, n in sorted(summary["agreements"].items()):
         print(f"  {workflow.STATUS_LABELS.get(status, status)} ({status}): {n}")

@@ -168,12 +168,16 @@ PLAN = ["applied", "awaiting_student", "awaiting_employer", "completed", "comple
         "terminated", "cancelled", "rejected", "withdrawn"]
 
 
-def _seed_wechat(parties: dict[str, Any], sandbox: bool) -> list[str]:
+def _seed_wechat(parties: dict[str, Any], sandbox: bool, menu: list[dict[str, Any]]) -> list[str]:
     """Bind the demo employer users (and the students who already have agreements) to WeChat users,
     and create those users in the local sandbox's phone simulator. Returns how-to lines."""
     from models import WechatBinding
 
     lines = []
+    if sandbox:
+        from wechat_bot.store import SandboxKV
+
+        SandboxKV.write("menu", {"button": menu})  # as `tripact wechat menu` would have pushed it
     for user in parties["users"][:3]:
         openid = f"o_demo_hr{user.id}"
         WechatBinding.create(openid=openid, employer_user=user)
@@ -195,11 +199,11 @@ def _seed_wechat(parties: dict[str, Any], sandbox: bool) -> list[str]:
     return lines
 
 
-def seed(sandbox: bool = False) -> dict[str, Any]:
+def seed(sandbox: bool = False, menu: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Create the demo data; refuses to run twice. Returns a summary for the CLI."""
     with transaction():
         parties = _seed_parties()
-        wechat_lines = _seed_wechat(parties, sandbox)
+        wechat_lines = _seed_wechat(parties, sandbox, menu or [])
     first = parties["students"][SCHOOLS[0][0]]
     second = parties["students"][SCHOOLS[1][0]]
     employers, users = parties["employers"], parties["users"]

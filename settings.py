@@ -69,6 +69,20 @@ class StorageSettings:
     """Secret."""
 
 
+def _default_menu() -> list[dict[str, Any]]:
+    """The official account's menu; its keys are the ones wechat_bot.replies answers."""
+    return [
+        {"name": "我的协议", "sub_button": [
+            {"type": "click", "name": "协议进度", "key": "MY_AGREEMENT"},
+            {"type": "click", "name": "待办事项", "key": "TODO"},
+            {"type": "click", "name": "申请签约", "key": "APPLY"}]},
+        {"type": "click", "name": "解约", "key": "TERMINATION"},
+        {"name": "账号", "sub_button": [
+            {"type": "click", "name": "绑定/解绑", "key": "BIND"},
+            {"type": "click", "name": "使用帮助", "key": "HELP"}]},
+    ]
+
+
 @dataclass(frozen=True)
 class WechatSettings:
     appid: str = "wx_sandbox_appid"
@@ -88,7 +102,7 @@ class WechatSettings:
     """The sandbox refuses to run with a real-looking AppID unless this is set."""
     templates: dict[str, str] = field(default_factory=dict)
     """Template message ids per notification event, e.g. {"agreement.applied" = "TEMPLATE_ID"}."""
-    menu: list[dict[str, Any]] = field(default_factory=list)
+    menu: list[dict[str, Any]] = field(default_factory=_default_menu)
     """Custom menu buttons pushed by `tripact wechat menu` (WeChat's JSON menu format)."""
 
 
@@ -320,7 +334,10 @@ def _dev_secrets(s: Settings) -> Settings:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.writelines(lines)
-    return s.replace(**{sec: {key: stored[sec][key]} for sec, key in missing})  # type: ignore[arg-type]
+    updates: dict[str, dict[str, Any]] = {}
+    for sec, key in missing:
+        updates.setdefault(sec, {})[key] = stored[sec][key]
+    return s.replace(**updates)
 
 
 def load_settings(path: str | os.PathLike[str] | None = None,

@@ -21,6 +21,9 @@ def test_defaults_and_generated_dev_secrets_persist(tmp_path: Path) -> None:
     assert s1.server.port == 8000 and s1.workflow.application_days == 5
     assert s1.server.secret_key and s1.server.secret_key == s2.server.secret_key
     assert len(s1.wechat.encoding_aes_key) == 43
+    # every generated secret is filled in, not only the last one of each section
+    assert s1.wechat.token and s1.wechat.appsecret and s1.signing.master_secret
+    assert (s1.wechat.token, s1.wechat.appsecret) == (s2.wechat.token, s2.wechat.appsecret)
     assert (tmp_path / "dev-secrets.toml").stat().st_mode & 0o777 == 0o600
 
 
