@@ -5,7 +5,8 @@ SQLite and local-store writes (apply, confirm, student signs, the school signs f
 employer signs), each signature rendered/stored by documents.PdfSigner (render -> three visible PAdES
 B-T signatures with fresh event certificates and built-in TSA timestamps -> DSS + document
 timestamp), then a full verification against our root and archive. ``library_ms_per_agreement``
-is the signing library alone (no database, no store), for reference.
+is the signing library alone (no database, no store), for reference; ``library_cpu_ms_<stage>``
+are its per-stage process-CPU medians (render, each signature, finalize, verify).
 
 Baseline (``baseline_one_agreement``): pyHanko alone on the *same rendered file*: three visible
 signatures with the same images and boxes (keys and certificates parsed once, bytes_reserved set),
@@ -147,6 +148,32 @@ def library_one_agreement() -> bytes:
     return pdf
 
 
+def library_stage_cpu(rounds: int) -> dict[str, float]:
+    """Median process-CPU milliseconds per library stage (render, each signature, finalize, verify)."""
+    pki: PlatformPKI = _STATE["pki"]  # type: ignore[assignment]
+    signer: AgreementSigner = _STATE["signer"]  # type: ignore[assignment]
+    samples: dict[str, list[float]] = {}
+
+    def timed(name: str, fn: Callable[[], bytes]) -> bytes:
+        start = time.process_time()
+        out = fn()
+        samples.setdefault(name, []).append((time.process_time() - start) * 1000)
+        return out
+
+    def verify(pdf: bytes) -> bytes:
+        if not verify_pdf(pdf, [pki.root_cert], crls=pki.all_crls_der()).ok:
+            raise SystemExit("tripact produced an invalid PDF")
+        return pdf
+
+    for _ in range(rounds):
+        pdf = timed("render", lambda: render_agreement(DATA, VERIFY_URL, "K7Q2-M9XA"))
+        for party in PARTIES:
+            pdf = timed(f"sign_{party}", lambda p=party, d=pdf: signer.sign_party(d, p, IDENTITIES[p], IMAGES[p]).pdf)
+        pdf = timed("finalize", lambda d=pdf: signer.finalize(d))
+        timed("verify", lambda d=pdf: verify(d))
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
 def _setup_app() -> None:
     """A real tripact instance in a temp folder: SQLite database, local store, platform CA, one school
     with its seal and one employer with a user and a seal."""
@@ -241,9 +268,7 @@ class _Baseline:
         authority = LocalTimestampAuthority(pki)
         self.tsa_cert = authority.tsa_cert
         self.timestamper = LocalTimeStamper(authority)
-        self.vc = ValidationContext(
-            trust_roots=[self.root], other_certs=[self.tsa_cert], allow_fetching=False
-        )
+        self.vc = ValidationContext(trust_roots=[self.root], other_certs=[self.tsa_cert], allow_fetching=False)
         self.styles = {
             p: StaticStampStyle(
                 background=PdfImage(Image.open(io.BytesIO(IMAGES[p]))),
@@ -274,9 +299,7 @@ class _Baseline:
                 stamp_style=self.styles[party],
                 new_field_spec=spec,
             )
-            pdf = pdf_signer.sign_pdf(
-                IncrementalPdfFileWriter(io.BytesIO(pdf)), bytes_reserved=12_288
-            ).getvalue()
+            pdf = pdf_signer.sign_pdf(IncrementalPdfFileWriter(io.BytesIO(pdf)), bytes_reserved=12_288).getvalue()
         writer = IncrementalPdfFileWriter(io.BytesIO(pdf))
         DocumentSecurityStore.supply_dss_in_writer(writer, None, certs=[self.root, self.tsa_cert])
         pdf = (
@@ -348,6 +371,7 @@ def main(rounds: int = 15, throughput_seconds: float = 6.0) -> None:
         trip_cpu += cpu
         lib_ms += _time(library_one_agreement, 1)[0]
     pdf = tripact_one_agreement()
+    stages = library_stage_cpu(rounds)
 
     queue: mp.Queue = mp.Queue()  # type: ignore[type-arg]
     procs = [mp.Process(target=_worker, args=(throughput_seconds, queue)) for _ in range(2)]
@@ -365,6 +389,8 @@ def main(rounds: int = 15, throughput_seconds: float = 6.0) -> None:
     print(f"baseline_cpu_ms_per_agreement {statistics.median(base_cpu):.1f}")
     print(f"tripact_cpu_ms_per_agreement {statistics.median(trip_cpu):.1f}")
     print(f"library_ms_per_agreement {statistics.median(lib_ms):.1f}")
+    for name, value in stages.items():
+        print(f"library_cpu_ms_{name} {value:.1f}")
     print(f"baseline_ms_per_agreement {baseline:.1f}")
     print(f"tripact_ms_per_agreement {tripact:.1f}")
     print(f"ratio {tripact / baseline:.2f}")

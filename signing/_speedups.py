@@ -1,6 +1,8 @@
 """Drop-in, behaviour-preserving speed-ups for pyHanko/asn1crypto (applied on import of signing).
 
-All four are process-wide (the rest of the application benefits too); ``uninstall()`` undoes them.
+All are process-wide (the rest of the application benefits too); ``uninstall()`` undoes them.
+Each one either returns exactly what the original returns, or hands the case to the original
+(``tests/signing/test_speedups.py`` compares both, down to whole verification reports).
 
 1. pyHanko 0.38 reads hexadecimal strings one byte at a time through a Python generator. Every
 signature's ``/Contents`` is a ~12-25 KB hex string, so reading the signatures of one agreement
@@ -33,6 +35,22 @@ whitespace/delimiter (same bytes returned, same stream position), and ``_decode_
 plain names (printable ASCII, no ``#`` escape, no delimiter) directly; anything else takes the
 original path. Writing a name (``NameObject.write_to_stream``, byte by byte) likewise writes plain
 names in one call.
+
+7. Most tokens of our PDFs are plain numbers (font /Widths arrays: ~500 per file) and ``n g R``
+references, which pyHanko reads with several 1-byte reads, seeks and a generator each. Outside
+content streams, ``read_object`` now matches a number or a single-spaced reference directly in a
+20-byte look-ahead (the same look-ahead pyHanko takes to tell them apart); every other token,
+and anything unusual (long numbers, other spacing, object number 0), takes the original path.
+``read_non_whitespace`` (called before every token) likewise skips whitespace in blocks instead
+of byte by byte; comments are still skipped by pyHanko's own ``skip_over_comments``. An array
+made only of plain numbers (the font /Widths arrays) is read with one regular expression; any
+other array, or a number pyHanko would reject, takes the original element-by-element loop.
+
+8. pyHanko's difference analysis copies every object of every revision into a per-revision
+resolver (``HistoricalResolver._subsume_object``); for a primitive (number, name, string ...) the
+copy is the object itself, but is computed only after building a reference object for it. Now a
+primitive with its container reference is returned at once; everything else, and a primitive
+without one (the original raises), takes the original path.
 """
 
 from __future__ import annotations
@@ -47,6 +65,7 @@ from asn1crypto import core as asn1_core
 from asn1crypto import x509 as asn1_x509
 from pyhanko.pdf_utils import generic, misc
 from pyhanko.pdf_utils.misc import PdfStreamError
+from pyhanko.pdf_utils.reader import HistoricalResolver
 from pyhanko.sign import general as pyhanko_general
 
 _WHITESPACE = b"\x00\t\n\x0c\r "
@@ -60,6 +79,17 @@ _ORIGINAL_NAME_HASHABLE = asn1_x509.Name.hashable
 _ORIGINAL_UNTIL_DELIMITER = misc.read_until_delimiter
 _ORIGINAL_DECODE_NAME = generic._decode_name
 _ORIGINAL_WRITE_NAME = generic.NameObject.write_to_stream
+_ORIGINAL_READ_OBJECT = generic.read_object
+_ORIGINAL_NON_WHITESPACE = misc.read_non_whitespace
+_NON_WHITESPACE = re.compile(b"[^" + re.escape(misc.PDF_WHITESPACE) + b"]")
+_ORIGINAL_READ_ARRAY_DESCRIPTOR = generic.ArrayObject.__dict__["read_from_stream"]  # a staticmethod
+_ORIGINAL_READ_ARRAY = generic.ArrayObject.read_from_stream
+_NUMBER_ARRAY = re.compile(rb"\[([0-9.+\- \t\r\n\f\x00]*)\]")
+_PDF_SPACES = re.compile(rb"[ \t\r\n\f\x00]+")
+_ORIGINAL_SUBSUME: Any = HistoricalResolver._subsume_object
+_COMPOSITE = (generic.DictionaryObject, generic.ArrayObject, generic.IndirectObject, generic.DecryptedObjectProxy)
+_G: Any = generic  # pyHanko's constructors are untyped
+_SIMPLE_REF = re.compile(rb"(\d+) (\d+) R[^a-zA-Z]")
 _DELIMITER = re.compile(b"[" + re.escape(misc.PDF_WHITESPACE + misc.PDF_DELIMITERS) + b"]")
 _PLAIN_NAME_BYTES = bytes(b for b in range(0x21, 0x7F) if b != 0x23 and b not in misc.PDF_DELIMITERS)
 
@@ -150,6 +180,9 @@ def _name_hashable(self: Any) -> str:
     return _hashable(self.chosen.dump())
 
 
+_HASHABLE_PROPERTY = property(_name_hashable)
+
+
 def read_until_delimiter(stream: Any) -> bytes:
     """Bytes up to the next PDF whitespace or delimiter; the stream is left on it (see item 6)."""
     parts: list[bytes] = []
@@ -181,30 +214,118 @@ def _write_name(self: Any, stream: Any, handler: Any = None, container_ref: Any 
         _ORIGINAL_WRITE_NAME(self, stream, handler, container_ref)
 
 
+def read_object(
+    stream: Any,
+    container_ref: Any,
+    as_metadata_stream: bool = False,
+    in_content_stream: Any = generic.ContentOpReading.NO,
+) -> Any:
+    """``generic.read_object`` with a direct path for numbers and simple references (item 7)."""
+    if in_content_stream is generic.ContentOpReading.NO:
+        start = stream.tell()
+        peek = stream.read(20)
+        if peek[:1].isdigit():
+            result: Any = None
+            if generic.INDIRECT_PATTERN.match(peek) is None:
+                m = generic.NumberObject.NumberPattern.search(peek)
+                if m is not None:
+                    num = peek[: m.start()].decode("ascii")
+                    result = _G.FloatObject(num) if "." in num else _G.NumberObject(num)
+                    stream.seek(start + m.start())
+            else:
+                ref = _SIMPLE_REF.match(peek)
+                if ref is not None and int(ref.group(1)) > 0:
+                    result = _G.IndirectObject(int(ref.group(1)), int(ref.group(2)), container_ref.get_pdf_handler())
+                    stream.seek(start + ref.end() - 1)
+            if result is not None:
+                result.container_ref = container_ref
+                return result
+        stream.seek(start)
+    return _ORIGINAL_READ_OBJECT(stream, container_ref, as_metadata_stream, in_content_stream)
+
+
+def read_non_whitespace(stream: Any, seek_back: bool = False, allow_eof: bool = False) -> bytes:
+    """The next byte that is neither PDF whitespace nor in a comment (see item 7)."""
+    while True:
+        start = stream.tell()
+        block: bytes = stream.read(32)
+        if not block:
+            if allow_eof:
+                return b""
+            raise PdfStreamError("Stream ended prematurely")
+        m = _NON_WHITESPACE.search(block)
+        if m is None:
+            continue
+        i = m.start()
+        if block[i] == 0x25:  # '%': a comment, skipped the original way, then keep looking
+            stream.seek(start + i)
+            misc.skip_over_comments(stream)
+            continue
+        stream.seek(start + i if seek_back else start + i + 1)
+        return block[i : i + 1]
+
+
+def _read_array(stream: Any, container_ref: Any, in_content_stream: Any = generic.ContentOpReading.NO) -> Any:
+    """``ArrayObject.read_from_stream`` with a one-regex path for arrays of plain numbers (item 7)."""
+    if in_content_stream is generic.ContentOpReading.NO:
+        start = stream.tell()
+        m = _NUMBER_ARRAY.match(stream.read(4096))
+        if m is not None:
+            try:
+                items = []
+                for token in _PDF_SPACES.split(m.group(1)):
+                    if token:
+                        text = token.decode("ascii")
+                        item = _G.FloatObject(text) if "." in text else _G.NumberObject(text)
+                        item.container_ref = container_ref
+                        items.append(item)
+            except (ValueError, ArithmeticError):  # not numbers after all: let pyHanko say so
+                pass
+            else:
+                stream.seek(start + m.end())
+                return _G.ArrayObject(items)
+        stream.seek(start)
+    return _ORIGINAL_READ_ARRAY(stream, container_ref, in_content_stream=in_content_stream)
+
+
+def _subsume_object(self: Any, obj: Any) -> Any:
+    """Primitives are shared, not copied, by the original too: skip its bookkeeping (item 8)."""
+    if not isinstance(obj, _COMPOSITE) and obj.container_ref is not None:
+        return obj
+    return _ORIGINAL_SUBSUME(self, obj)
+
+
+def _patches() -> list[tuple[Any, str, Any, Any]]:
+    """(owner, attribute, original, replacement) for every speed-up."""
+    return [
+        (generic, "read_hex_string_from_stream", _ORIGINAL, read_hex_string_from_stream),
+        (asn1_core.Asn1Value, "dump", _ORIGINAL_DUMP, _dump),
+        (asn1_x509.NameTypeAndValue, "_ldap_string_prep", _ORIGINAL_PREP, _ldap_string_prep),
+        (pyhanko_general, "match_issuer_serial", _ORIGINAL_MATCH, _match_issuer_serial),
+        (asn1_x509.Name, "__eq__", _ORIGINAL_NAME_EQ, _name_eq),
+        (asn1_x509.Name, "hashable", _ORIGINAL_NAME_HASHABLE, _HASHABLE_PROPERTY),
+        (misc, "read_until_delimiter", _ORIGINAL_UNTIL_DELIMITER, read_until_delimiter),
+        (generic, "read_until_delimiter", _ORIGINAL_UNTIL_DELIMITER, read_until_delimiter),
+        (generic, "_decode_name", _ORIGINAL_DECODE_NAME, _decode_name),
+        (generic.NameObject, "write_to_stream", _ORIGINAL_WRITE_NAME, _write_name),
+        (generic, "read_object", _ORIGINAL_READ_OBJECT, read_object),
+        (HistoricalResolver, "_subsume_object", _ORIGINAL_SUBSUME, _subsume_object),
+        (generic.ArrayObject, "read_from_stream", _ORIGINAL_READ_ARRAY_DESCRIPTOR, staticmethod(_read_array)),
+        (misc, "read_non_whitespace", _ORIGINAL_NON_WHITESPACE, read_non_whitespace),
+        (generic, "read_non_whitespace", _ORIGINAL_NON_WHITESPACE, read_non_whitespace),
+    ]
+
+
 def install() -> None:
     """Apply the speed-ups (idempotent)."""
-    generic.read_hex_string_from_stream = read_hex_string_from_stream
-    asn1_core.Asn1Value.dump = _dump
-    asn1_x509.NameTypeAndValue._ldap_string_prep = _ldap_string_prep
-    pyhanko_general.match_issuer_serial = _match_issuer_serial
-    asn1_x509.Name.__eq__ = _name_eq  # type: ignore[method-assign,assignment]
-    asn1_x509.Name.hashable = property(_name_hashable)  # type: ignore[assignment,method-assign]
-    misc.read_until_delimiter = generic.read_until_delimiter = read_until_delimiter
-    generic._decode_name = _decode_name
-    generic.NameObject.write_to_stream = _write_name  # type: ignore[method-assign]
+    for owner, attribute, _, replacement in _patches():
+        setattr(owner, attribute, replacement)
 
 
 def uninstall() -> None:
     """Restore the original functions (used by the benchmark's bare-pyHanko baseline)."""
-    generic.read_hex_string_from_stream = _ORIGINAL
-    asn1_core.Asn1Value.dump = _ORIGINAL_DUMP
-    asn1_x509.NameTypeAndValue._ldap_string_prep = _ORIGINAL_PREP
-    pyhanko_general.match_issuer_serial = _ORIGINAL_MATCH
-    asn1_x509.Name.__eq__ = _ORIGINAL_NAME_EQ  # type: ignore[method-assign]
-    asn1_x509.Name.hashable = _ORIGINAL_NAME_HASHABLE  # type: ignore[method-assign]
-    misc.read_until_delimiter = generic.read_until_delimiter = _ORIGINAL_UNTIL_DELIMITER
-    generic._decode_name = _ORIGINAL_DECODE_NAME
-    generic.NameObject.write_to_stream = _ORIGINAL_WRITE_NAME  # type: ignore[method-assign]
+    for owner, attribute, original, _ in _patches():
+        setattr(owner, attribute, original)
 
 
 install()

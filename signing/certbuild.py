@@ -34,9 +34,7 @@ def name(org: str, cn: str, unit: str | None = None) -> x509.Name:
 
 
 def crl_dp(url: str) -> x509.CRLDistributionPoints:
-    return x509.CRLDistributionPoints(
-        [x509.DistributionPoint([x509.UniformResourceIdentifier(url)], None, None, None)]
-    )
+    return x509.CRLDistributionPoints([x509.DistributionPoint([x509.UniformResourceIdentifier(url)], None, None, None)])
 
 
 def key_usage(*, sign: bool = False, ca: bool = False) -> x509.KeyUsage:
@@ -74,9 +72,7 @@ def build_cert(
         .not_valid_before(start - dt.timedelta(minutes=5))
         .not_valid_after(start + lifetime)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(pub), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False
-        )
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False)
     )
     if ca_path is not None:
         builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=ca_path), critical=True)
@@ -91,9 +87,7 @@ def build_cert(
     return builder.sign(issuer_key, hashes.SHA256())
 
 
-def build_crl(
-    issuer: x509.Certificate, key: ec.EllipticCurvePrivateKey, revoked: dict[int, dt.datetime]
-) -> bytes:
+def build_crl(issuer: x509.Certificate, key: ec.EllipticCurvePrivateKey, revoked: dict[int, dt.datetime]) -> bytes:
     """A DER CRL of ``issuer`` listing ``revoked`` (serial -> revocation time)."""
     start = now()
     builder = (

@@ -303,9 +303,7 @@ class PlatformPKI:
         """The issuing CA's CRL (DER); cached, rebuilt when revocations change or it nears nextUpdate."""
         with self._lock:
             self._load_revocations()
-            self._crl_cache = self._fresh_crl(
-                self._crl_cache, self._revoked, self.issuing_cert, self._issuing_key
-            )
+            self._crl_cache = self._fresh_crl(self._crl_cache, self._revoked, self.issuing_cert, self._issuing_key)
             return self._crl_cache[2]
 
     def root_crl_der(self) -> bytes:

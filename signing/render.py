@@ -158,17 +158,13 @@ class _Styles:
         self.sub = ParagraphStyle("sub", fontSize=9, leading=12, alignment=1, **base)
         self.h = ParagraphStyle("h", fontSize=10.5, leading=14, spaceBefore=5, spaceAfter=2, **base)
         self.cell = ParagraphStyle("cell", fontSize=8.5, leading=10.5, **base)
-        self.label = ParagraphStyle(
-            "label", fontSize=8.5, leading=10.5, textColor=Color(0.25, 0.25, 0.25), **base
-        )
+        self.label = ParagraphStyle("label", fontSize=8.5, leading=10.5, textColor=Color(0.25, 0.25, 0.25), **base)
         self.body = ParagraphStyle("body", fontSize=8.5, leading=11.5, firstLineIndent=0, **base)
 
 
 def _cell(text: str, width: float, style: ParagraphStyle, fonts: FontSet) -> str | Paragraph:
     """Plain string when it fits in the main font (fast path), else a wrapping Paragraph."""
-    if fonts.string_width(text, style.fontSize) < width - 5 and all(
-        fonts.font_for(ch) == fonts.main for ch in text
-    ):
+    if fonts.string_width(text, style.fontSize) < width - 5 and all(fonts.font_for(ch) == fonts.main for ch in text):
         return text
     return Paragraph(fonts.markup(text), style)
 
@@ -177,8 +173,7 @@ def _grid(rows: Sequence[tuple[str, object, str, object]], st: _Styles, fonts: F
     width = PAGE_W - 2 * MARGIN_X
     cols = [width * 0.15, width * 0.35, width * 0.15, width * 0.35]
     data = [
-        [a, _cell(_txt(b), cols[1], st.cell, fonts), c, _cell(_txt(d), cols[3], st.cell, fonts)]
-        for a, b, c, d in rows
+        [a, _cell(_txt(b), cols[1], st.cell, fonts), c, _cell(_txt(d), cols[3], st.cell, fonts)] for a, b, c, d in rows
     ]
     table = Table(data, colWidths=cols)
     table.setStyle(
@@ -321,9 +316,7 @@ def _signature_band(c: Canvas, fonts: FontSet) -> None:
         _text(c, fonts, 7.5, (x1 + x2) / 2, y1 - 10, texts.PARTY_HINTS[party], center=True)
 
 
-def _text(
-    c: Canvas, fonts: FontSet, size: float, x: float, y: float, text: str, *, center: bool = False
-) -> None:
+def _text(c: Canvas, fonts: FontSet, size: float, x: float, y: float, text: str, *, center: bool = False) -> None:
     if center:
         x -= fonts.string_width(text, size) / 2
     for name, chunk in fonts.runs(text):

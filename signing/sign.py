@@ -27,8 +27,7 @@ from asn1crypto import x509 as asn1_x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 from PIL import Image
-from pyhanko.pdf_utils import layout
-from pyhanko.pdf_utils import generic
+from pyhanko.pdf_utils import generic, layout
 from pyhanko.pdf_utils.images import PdfImage, pil_image
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.reader import PdfFileReader
@@ -190,9 +189,7 @@ class AgreementSigner:
             cms_signer,
             timestamper=recorder,
             stamp_style=_image_style(image_png),
-            new_field_spec=fields.SigFieldSpec(
-                field_name, on_page=page, box=(box[0], box[1], box[2], box[3])
-            ),
+            new_field_spec=fields.SigFieldSpec(field_name, on_page=page, box=(box[0], box[1], box[2], box[3])),
         )
         out = self._run(pdf_signer.async_sign_pdf(writer, bytes_reserved=self.bytes_reserved))
         if recorder.token is None:  # pragma: no cover – pyHanko always timestamps when given a stamper
@@ -281,9 +278,7 @@ class AgreementSigner:
         # event certificates are already inside each signature's CMS; the DSS adds the CA chain, the
         # TSA certificate and the CRLs that cover them (parsing the signatures here would cost ~50 ms)
         crls = list(self.validation_context().crls)
-        DocumentSecurityStore.supply_dss_in_writer(
-            writer, None, certs=[self.root, self.issuing, self.tsa], crls=crls
-        )
+        DocumentSecurityStore.supply_dss_in_writer(writer, None, certs=[self.root, self.issuing, self.tsa], crls=crls)
         stamper = signers.PdfTimeStamper(self.timestamper, field_name=FIELD_NAMES["archive"])
         out = self._run(
             stamper.async_timestamp_pdf(
@@ -343,7 +338,8 @@ _ImageParts = tuple[tuple[tuple[str, Any], ...], bytes]
 def _encoded_image(image_png: bytes) -> tuple[_ImageParts, ...]:
     """Dictionary entries and deflated data of the image XObject and its /SMask (if any), in the
     order pyHanko's ``pil_image`` writes them; computed once per distinct image."""
-    main = pil_image(_decode_png(image_png), PdfFileWriter()).get_object()
+    scratch: Any = PdfFileWriter
+    main = pil_image(_decode_png(image_png), scratch()).get_object()
     parts: list[_ImageParts] = []
     smask = main.raw_get("/SMask") if "/SMask" in main else None
     if smask is not None:
@@ -353,7 +349,7 @@ def _encoded_image(image_png: bytes) -> tuple[_ImageParts, ...]:
     return tuple(parts)
 
 
-class _ReusedImage(PdfImage):  # type: ignore[misc]  # pyHanko's layout classes are untyped
+class _ReusedImage(PdfImage):
     """A PdfImage whose pixel data is encoded once per process instead of once per signature.
 
     pyHanko's ``pil_image`` splits the alpha channel, converts and deflates ~230 KB of pixels for
@@ -369,14 +365,15 @@ class _ReusedImage(PdfImage):  # type: ignore[misc]  # pyHanko's layout classes 
     def image_ref(self) -> generic.IndirectObject:
         writer = self.writer
         assert writer is not None
-        ref = self._image_ref
+        ref: Any = self._image_ref
         if ref is None or ref.get_pdf_handler() is not writer:
-            smask_ref = None
-            for items, data in _encoded_image(self._png):
-                entries = {k: (smask_ref if k == "/SMask" else v) for k, v in items}
-                ref = smask_ref = writer.add_object(generic.StreamObject(entries, encoded_data=data))
+            ref = None
+            for items, data in _encoded_image(self._png):  # the /SMask first, then the image
+                entries = {k: (ref if k == "/SMask" else v) for k, v in items}
+                ref = writer.add_object(generic.StreamObject(entries, encoded_data=data))
             self._image_ref = ref
-        return ref
+        result: generic.IndirectObject = ref
+        return result
 
 
 def _image_style(image_png: bytes) -> StaticStampStyle:

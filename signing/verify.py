@@ -58,9 +58,7 @@ def _as_asn1(cert: TrustRoot) -> asn1_x509.Certificate:
         return cert
     if isinstance(cert, bytes):
         if cert.lstrip().startswith(b"-----"):
-            return asn1_x509.Certificate.load(
-                crypto_x509.load_pem_x509_certificate(cert).public_bytes(Encoding.DER)
-            )
+            return asn1_x509.Certificate.load(crypto_x509.load_pem_x509_certificate(cert).public_bytes(Encoding.DER))
         return asn1_x509.Certificate.load(cert)
     return asn1_x509.Certificate.load(cert.public_bytes(Encoding.DER))
 
@@ -282,9 +280,7 @@ async def _check_timestamp(
 ) -> SignatureReport:
     tst = sig.signed_data["encap_content_info"]["content"].parsed
     moment = tst["gen_time"].native
-    status = await async_validate_pdf_timestamp(
-        sig, _context(roots, certs, crls, moment), skip_diff=skip_diff
-    )
+    status = await async_validate_pdf_timestamp(sig, _context(roots, certs, crls, moment), skip_diff=skip_diff)
     problems: list[tuple[str, str]] = []
     if not status.intact:
         problems.append(T.NOT_INTACT)

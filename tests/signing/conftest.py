@@ -64,7 +64,5 @@ def nss_db(pki: PlatformPKI, tmp_path_factory: pytest.TempPathFactory) -> str:
     root.write_bytes(pki.root_cert_pem())
     db = f"sql:{directory}"
     run_tool("certutil", "-N", "-d", db, "--empty-password").check_returncode()
-    run_tool(
-        "certutil", "-A", "-d", db, "-n", "tripact-root", "-t", "CT,C,C", "-i", str(root)
-    ).check_returncode()
+    run_tool("certutil", "-A", "-d", db, "-n", "tripact-root", "-t", "CT,C,C", "-i", str(root)).check_returncode()
     return db

@@ -70,9 +70,7 @@ def png(color: tuple[int, int, int], *, handwriting: bool = False) -> bytes:
     img = Image.new("RGBA", (240, 240) if not handwriting else (300, 120), (0, 0, 0, 0))
     draw = ImageDraw.Draw(img)
     if handwriting:
-        draw.line(
-            [(10, 90), (60, 20), (110, 100), (170, 30), (230, 95), (290, 40)], fill=(*color, 255), width=8
-        )
+        draw.line([(10, 90), (60, 20), (110, 100), (170, 30), (230, 95), (290, 40)], fill=(*color, 255), width=8)
     else:
         draw.ellipse((6, 6, 234, 234), outline=(*color, 255), width=10)
         draw.polygon(

@@ -73,9 +73,7 @@ def test_revoking_the_issuing_ca_goes_into_the_root_crl(tmp_path: Path) -> None:
 
 def test_from_pkcs12_loads_a_deployers_issuing_ca(pki: PlatformPKI, tmp_path: Path) -> None:
     donor = PlatformPKI.create(tmp_path, MASTER_SECRET, "部署方", "http://x/crl")
-    key = serialization.load_pem_private_key(
-        (tmp_path / "issuing.key.pem").read_bytes(), MASTER_SECRET.encode()
-    )
+    key = serialization.load_pem_private_key((tmp_path / "issuing.key.pem").read_bytes(), MASTER_SECRET.encode())
     p12 = pkcs12.serialize_key_and_certificates(
         b"issuing",
         key,
@@ -85,9 +83,6 @@ def test_from_pkcs12_loads_a_deployers_issuing_ca(pki: PlatformPKI, tmp_path: Pa
     )
     loaded = PlatformPKI.from_pkcs12(p12, "p12pass", crl_url="http://y/crl")
     assert loaded.root_cert_der() == donor.root_cert_der()
-    assert (
-        loaded.issue_event_certificate("a", "b", "c", "employer").certificate.issuer
-        == donor.issuing_cert.subject
-    )
+    assert loaded.issue_event_certificate("a", "b", "c", "employer").certificate.issuer == donor.issuing_cert.subject
     with pytest.raises(PKIError):
         PlatformPKI.from_pkcs12(p12, "wrong", crl_url="http://y/crl")

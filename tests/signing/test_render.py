@@ -63,9 +63,7 @@ def test_all_fonts_are_embedded_subsets(write_pdf: Callable[..., Path]) -> None:
 
 def test_first_page_renders_non_blank(write_pdf: Callable[..., Path], tmp_path: Path) -> None:
     path = write_pdf(render_agreement(make_agreement(), VERIFY_URL, SHORT_CODE))
-    run_tool(
-        "pdftoppm", "-r", "40", "-f", "1", "-l", "1", "-png", str(path), str(tmp_path / "p")
-    ).check_returncode()
+    run_tool("pdftoppm", "-r", "40", "-f", "1", "-l", "1", "-png", str(path), str(tmp_path / "p")).check_returncode()
     img = Image.open(next(tmp_path.glob("p*.png"))).convert("L")
     dark = sum(img.histogram()[:128])
     assert dark > img.width * img.height * 0.01
@@ -83,8 +81,7 @@ def _decode_qr_images(path: Path, outdir: Path) -> dict[int, list[list[bool]]]:
             continue
         n = img.width // QR_BOX_SIZE
         found[page] = [
-            [img.getpixel((x * QR_BOX_SIZE + 1, y * QR_BOX_SIZE + 1)) < 128 for x in range(n)]
-            for y in range(n)
+            [img.getpixel((x * QR_BOX_SIZE + 1, y * QR_BOX_SIZE + 1)) < 128 for x in range(n)] for y in range(n)
         ]
     assert listing
     return found

@@ -141,9 +141,7 @@ def _problems(report: object) -> str:
 
 
 def test_one_changed_byte_in_page_content_is_detected(completed: bytes, pki: PlatformPKI) -> None:
-    start = completed.index(
-        b"stream", completed.index(b"/Filter [ /ASCII85Decode /FlateDecode ] /Length", 2000)
-    )
+    start = completed.index(b"stream", completed.index(b"/Filter [ /ASCII85Decode /FlateDecode ] /Length", 2000))
     pos = start + 200
     altered = bytearray(completed)
     altered[pos] = ord("A") if altered[pos] != ord("A") else ord("B")
@@ -172,9 +170,7 @@ def test_signature_copied_from_another_agreement_is_detected(
     pki: PlatformPKI,
 ) -> None:
     other_no = "2026104033100099"
-    other = render_agreement(
-        make_agreement(agreement_no=other_no, student_name="王五"), VERIFY_URL, SHORT_CODE
-    )
+    other = render_agreement(make_agreement(agreement_no=other_no, student_name="王五"), VERIFY_URL, SHORT_CODE)
     other_signed = signer.sign_party(other, "student", IDENTITIES["student"](other_no), IMAGES["student"]).pdf
 
     def contents(pdf: bytes) -> re.Match[bytes]:
@@ -216,9 +212,7 @@ def test_revoked_event_certificate_is_detected(tmp_path: Path) -> None:
     own = PlatformPKI.create(tmp_path, MASTER_SECRET, "tripact 测试平台", "http://x/crl")
     own_signer = AgreementSigner(own)
     pdf = render_agreement(make_agreement(), VERIFY_URL, SHORT_CODE)
-    result = own_signer.sign_party(
-        pdf, "student", IDENTITIES["student"]("2026104033100042"), IMAGES["student"]
-    )
+    result = own_signer.sign_party(pdf, "student", IDENTITIES["student"]("2026104033100042"), IMAGES["student"])
     own.revoke(result.certificate_serial)
     report = verify_pdf(result.pdf, [own.root_cert], crls=own.all_crls_der())
     assert exit_code(report) == 1

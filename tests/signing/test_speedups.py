@@ -46,9 +46,7 @@ def test_cms_attribute_encoding_is_unchanged(pki: PlatformPKI, original: Callabl
 
 
 def test_issuer_serial_matching_is_unchanged(pki: PlatformPKI, original: Callable[..., Any]) -> None:
-    certs = [
-        asn1_x509.Certificate.load(c.public_bytes(Encoding.DER)) for c in (pki.issuing_cert, pki.tsa_cert)
-    ]
+    certs = [asn1_x509.Certificate.load(c.public_bytes(Encoding.DER)) for c in (pki.issuing_cert, pki.tsa_cert)]
     event = pki.issue_event_certificate("a", "b", "c", "school").certificate
     certs.append(asn1_x509.Certificate.load(event.public_bytes(Encoding.DER)))
     for expected in certs:
@@ -170,16 +168,14 @@ class _NoHandler:
 _TOKEN = st.one_of(
     st.integers(min_value=-(10**12), max_value=10**25).map(lambda n: str(n).encode()),
     st.decimals(allow_nan=False, allow_infinity=False, places=3).map(lambda d: str(d).encode()),
-    st.tuples(
-        st.integers(0, 10**6), st.integers(0, 70000), st.sampled_from([b" ", b"  ", b"\n", b"\x0b"])
-    ).map(lambda t: str(t[0]).encode() + t[2] + str(t[1]).encode() + t[2] + b"R"),
+    st.tuples(st.integers(0, 10**6), st.integers(0, 70000), st.sampled_from([b" ", b"  ", b"\n", b"\x0b"])).map(
+        lambda t: str(t[0]).encode() + t[2] + str(t[1]).encode() + t[2] + b"R"
+    ),
     st.sampled_from([b"/Name", b"(text)", b"<00ff>", b"true", b"null", b"1.2.3", b"12-3", b"007", b"0 0 R"]),
 )
 
 
-@given(
-    tokens=st.lists(_TOKEN, max_size=12), seps=st.sampled_from([b" ", b"\n", b"  ", b""]), end=st.booleans()
-)
+@given(tokens=st.lists(_TOKEN, max_size=12), seps=st.sampled_from([b" ", b"\n", b"  ", b""]), end=st.booleans())
 def test_objects_parse_identically(tokens: list[bytes], seps: bytes, end: bool) -> None:
     source = b"[" + (seps or b" ").join(tokens) + (b"]" if end else b"") + b" 5 0 obj"
 
@@ -216,3 +212,26 @@ def test_read_non_whitespace_is_unchanged(data: list[bytes], seek_back: bool, al
             return type(exc).__name__, stream.tell()
 
     assert read(_speedups.read_non_whitespace) == read(_speedups._ORIGINAL_NON_WHITESPACE)
+
+
+def test_verification_reports_are_unchanged(
+    stages: dict[str, bytes], pki: PlatformPKI, original: Callable[..., Any]
+) -> None:
+    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+
+    from signing import verify_pdf
+
+    writer = IncrementalPdfFileWriter(io.BytesIO(stages["final"]))
+    extra = generic.StreamObject(stream_data=b"BT /F1+0 14 Tf 300 760 Td (PAID 100000) Tj ET")
+    writer.add_stream_to_page(0, writer.add_object(extra))
+    tampered = io.BytesIO()
+    writer.write(tampered)
+    files = [*stages.values(), stages["final"], tampered.getvalue()]
+    crls = pki.all_crls_der()
+
+    def reports() -> list[Any]:
+        return [verify_pdf(pdf, [pki.root_cert], crls=crls) for pdf in files]
+
+    fast = reports()
+    assert fast == original(reports)
+    assert fast[-2].ok and not fast[-1].ok  # the completed file is valid, the tampered one is not

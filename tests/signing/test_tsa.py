@@ -103,9 +103,7 @@ def _sign_student(signer: AgreementSigner) -> tuple[bytes, bool, str]:
     return result.pdf, result.used_fallback, result.timestamp_authority
 
 
-def test_external_tsa_is_used_when_it_answers(
-    pki: PlatformPKI, external_tsa: tuple[str, PlatformPKI]
-) -> None:
+def test_external_tsa_is_used_when_it_answers(pki: PlatformPKI, external_tsa: tuple[str, PlatformPKI]) -> None:
     url, other = external_tsa
     stamper = ExternalTimestamper(url, timeout=2, fallback=LocalTimeStamper(LocalTimestampAuthority(pki)))
     pdf, fallback, authority = _sign_student(AgreementSigner(pki, stamper))
@@ -195,9 +193,7 @@ def _reference_token(
 
 @pytest.mark.parametrize("nonce", [None, 7, 2**70])
 @pytest.mark.parametrize("cert_req", [True, False])
-def test_token_bytes_match_the_asn1crypto_construction(
-    pki: PlatformPKI, nonce: int | None, cert_req: bool
-) -> None:
+def test_token_bytes_match_the_asn1crypto_construction(pki: PlatformPKI, nonce: int | None, cert_req: bool) -> None:
     authority = LocalTimestampAuthority(pki)
     raw = tsp.TimeStampReq.load(_request(nonce=nonce))
     fields: dict[str, Any] = {"version": 1, "cert_req": cert_req, "message_imprint": raw["message_imprint"]}
