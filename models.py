@@ -276,7 +276,7 @@ class Agreement(BaseModel):
     completed_at = pw.DateTimeField(null=True)
     closed_reason = pw.TextField(default="")
     document_key = pw.CharField(max_length=255, default="")
-    document_sha256 = pw.CharField(max_length=64, default="")
+    document_sha256 = pw.CharField(max_length=64, default="", index=True)
 
     class Meta:
         indexes = (
@@ -378,7 +378,7 @@ class AgreementSignature(BaseModel):
     seal = pw.ForeignKeyField(Seal, null=True, on_delete="SET NULL")
     image_sha256 = pw.CharField(max_length=64)
     content_sha256 = pw.CharField(max_length=64)
-    document_sha256 = pw.CharField(max_length=64, default="")
+    document_sha256 = pw.CharField(max_length=64, default="", index=True)
     certificate_serial = pw.CharField(max_length=64, default="")
     details = JSONField(default=dict)
 
@@ -518,10 +518,28 @@ def _v1(database: pw.Database) -> None:
     database.create_tables(CORE_MODELS + EXTRA_MODELS, safe=True)
 
 
+def _ensure_index(database: pw.Database, model: type[BaseModel], column: str) -> None:
+    """Create the index peewee would name ``<table>_<column>`` unless it exists already (a database
+    created by a newer release's step 1 has it from the model definition)."""
+    table = model._meta.table_name
+    name = f"{table}_{column}"
+    if any(ix.name == name for ix in database.get_indexes(table)):
+        return
+    q = database.quote
+    database.execute_sql(f"CREATE INDEX {q[0]}{name}{q[1]} ON {q[0]}{table}{q[1]} ({q[0]}{column}{q[1]})")
+
+
+def _v2(database: pw.Database) -> None:
+    """Index document hashes: verifying an uploaded PDF looks the file up in the archive by hash."""
+    _ensure_index(database, Agreement, "document_sha256")
+    _ensure_index(database, AgreementSignature, "document_sha256")
+
+
 # (version, what it does). Append; never edit an applied step. Each step runs in a transaction
 # where the database supports transactional DDL.
 MIGRATIONS: list[tuple[int, Callable[[pw.Database], None]]] = [
     (1, _v1),
+    (2, _v2),
 ]
 LATEST = MIGRATIONS[-1][0]
 

@@ -12,3 +12,11 @@ max_requests = 5000
 max_requests_jitter = 500
 accesslog = "-"
 forwarded_allow_ips = "127.0.0.1"
+
+
+def post_fork(server, worker):  # noqa: ANN001 - gunicorn hook signature
+    """Move everything loaded so far (app, signing keys, fonts) out of the garbage collector's view:
+    full collections over ~250k long-lived objects cost ~10 ms per signed agreement otherwise."""
+    import gc
+
+    gc.freeze()

@@ -36,7 +36,7 @@ def run(config: Path, *args: str, capsys: pytest.CaptureFixture[str]) -> tuple[i
 def test_init_is_idempotent_and_demo_seeds_every_state(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(config, "init", capsys=capsys)[0] == 0
     code, out, _ = run(config, "init", capsys=capsys)
-    assert code == 0 and "schema version 1" in out
+    assert code == 0 and f"schema version {models.LATEST}" in out
     code, out, _ = run(config, "demo", capsys=capsys)
     assert code == 0 and "demo data created" in out
     code, out, _ = run(config, "demo", capsys=capsys)

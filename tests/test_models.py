@@ -45,3 +45,21 @@ def test_lease_has_one_holder_at_a_time(app) -> None:  # type: ignore[no-untyped
     assert models.Lease.acquire("scheduler", "a", 30)  # renewal
     models.Lease.update(expires_at=models.utcnow() - __import__("datetime").timedelta(seconds=1)).execute()
     assert models.Lease.acquire("scheduler", "b", 30)
+
+
+def test_upgrade_from_version_1_adds_the_hash_indexes(app) -> None:  # type: ignore[no-untyped-def]
+    """A database made by the first release (no hash indexes) is brought up to date in place."""
+    db = models.db.obj
+    for table in ("agreement", "agreement_signature"):
+        q = db.quote
+        index = f"{table}_document_sha256"
+        sql = f"DROP INDEX {q[0]}{index}{q[1]}" + (f" ON {q[0]}{table}{q[1]}" if isinstance(db, pw.MySQLDatabase) else "")
+        db.execute_sql(sql)
+    models.SchemaVersion.delete().where(models.SchemaVersion.version > 1).execute()
+    world = f.World()
+    a = world.agreement_at("completed")  # data written before the upgrade survives it
+    assert models.schema_version() == 1
+    assert models.upgrade() == [2]
+    names = {ix.name for ix in db.get_indexes("agreement")}
+    assert "agreement_document_sha256" in names
+    assert models.Agreement.get(models.Agreement.document_sha256 == a.document_sha256).id == a.id
