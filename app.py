@@ -10,9 +10,11 @@ from typing import Any
 from flask import Flask, abort, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.routing import IntegerConverter
 
 import documents
 import models
+import redaction
 import storage
 import workflow
 from settings import Settings, load_settings
@@ -29,11 +31,13 @@ ERROR_TITLES = {
     413: "上传的内容过大",
     429: "操作过于频繁，请稍后再试",
     500: "系统繁忙，请稍后再试",
+    503: "服务暂时不可用，请稍后再试",
 }
 
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the Flask app for ``settings`` (read from file/env when None)."""
+    redaction.install()
     settings = settings or load_settings()
     app = Flask(__name__, template_folder="templates", instance_path=str(settings.instance_dir))
     app.config.update(
@@ -45,6 +49,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         JSON_AS_ASCII=False,
         TRIPACT=settings,
     )
+    app.url_map.converters["int"] = BoundedInt
     if settings.server.behind_proxy:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)  # type: ignore[method-assign]
 
@@ -56,6 +61,15 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.add_url_rule("/healthz", "healthz", healthz)
     app.add_url_rule("/", "index", index)
     return app
+
+
+class BoundedInt(IntegerConverter):
+    """``<int:…>`` that only matches what a database id column can hold: a larger number is a plain
+    404 rather than an overflow deep in the database driver."""
+
+    def __init__(self, map: Any, *args: Any, **kwargs: Any) -> None:  # noqa: A002 - werkzeug's name
+        kwargs.setdefault("max", 2**63 - 1)
+        super().__init__(map, *args, **kwargs)
 
 
 def configure_services(settings: Settings) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 import peewee as pw
 
 import models
+import redaction
 import workflow
 from settings import Settings, SettingsError, load_settings
 
@@ -76,6 +77,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     import demo
 
     settings = _services(args)
+    if settings.production:
+        raise CommandError("refusing to seed demo accounts (with a published password) in production mode")
     if demo.seeded():
         print("demo data already present; nothing to do")
         return 0
@@ -308,6 +311,7 @@ EXTRA_COMMANDS: list[Callable[[Any, Any], None]] = []
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    redaction.install()
     logging.basicConfig(level=logging.INFO if "-v" in argv or "--verbose" in argv else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:

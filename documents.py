@@ -23,7 +23,7 @@ import signing
 from codes import label, mask_id
 from models import Agreement, AgreementEvent, AgreementSignature, utcnow
 from settings import Settings
-from storage import Storage
+from storage import NotFound, Storage
 from workflow import SignedRevision, content_digest
 
 log = logging.getLogger(__name__)
@@ -165,41 +165,83 @@ class PdfSigner:
 
 # ---------------------------------------------------------------- evidence and verification
 
-def _local(t: dt.datetime) -> str:
-    return t.replace(tzinfo=dt.UTC).astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M:%S")
+def local_time(t: dt.datetime) -> str:
+    """A stored (naive UTC) time as Beijing time, labelled."""
+    return t.replace(tzinfo=dt.UTC).astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M:%S") + " 北京时间"
 
 
-def evidence_key(a: Agreement) -> str:
-    """Evidence reports are cached per state of the audit chain: a later event makes a new report."""
+def evidence_key(a: Agreement, public: bool = False) -> str:
+    """Evidence reports are cached per state of the audit chain: a later event makes a new report.
+    The public copy (anyone holding the QR code) is a separate, masked file."""
     last = AgreementEvent.chain(a.id)[-1].seq if a.id else 0
-    return f"agreements/{a.graduation_year}/{a.number}/evidence-{last}.pdf"
+    return f"agreements/{a.graduation_year}/{a.number}/evidence-{last}{'-public' if public else ''}.pdf"
 
 
-def build_evidence(settings: Settings, a: Agreement) -> bytes:
+
+
+def _iso_local(value: str) -> str:
+    """An ISO 8601 time from the signing details, shown in Beijing time like every other time."""
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        return value or ""
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(dt.UTC).replace(tzinfo=None)
+    return local_time(parsed)
+
+
+def _mask_name(name: str) -> str:
+    return name[:1] + "*" * (len(name) - 1) if len(name) > 1 else name
+
+
+def build_evidence(settings: Settings, a: Agreement, public: bool = False) -> bytes:
     """The platform-signed evidence report: audit events with their hash chain, document hash after
-    each revision, certificates and timestamps."""
+    each revision, certificates and timestamps. The ``public`` copy (downloadable by anyone who holds
+    the QR code) masks the student's name and leaves out event details (terms, reasons); its hashes
+    are the same, so it proves the same chain."""
     p = platform(settings)
-    events = [signing.AuditEventRow(time=_local(e.created_at), actor=f"{e.actor_type}:{e.actor_name}",
-                                    action=e.action, details=_details_text(e), prev_hash=e.prev_hash, hash=e.hash)
+
+    def actor(e: AgreementEvent) -> str:
+        name = _mask_name(e.actor_name) if public and e.actor_type == "student" else e.actor_name
+        return f"{e.actor_type}:{name}"
+
+    events = [signing.AuditEventRow(time=local_time(e.created_at), actor=actor(e), action=e.action,
+                                    details="（公开版不含详情）" if public and e.details else _details_text(e),
+                                    prev_hash=e.prev_hash, hash=e.hash)
               for e in AgreementEvent.chain(a.id)]
     sigs = list(a.signatures.order_by(AgreementSignature.id))
-    revisions = [signing.RevisionRow(label=f"{s.party} 签署后", sha256=s.document_sha256, time=_local(s.signed_at))
+    revisions = [signing.RevisionRow(label=f"{s.party} 签署后", sha256=s.document_sha256, time=local_time(s.signed_at))
                  for s in sigs]
-    certs = [signing.CertificateRow(subject=s.signer_name, serial=s.certificate_serial,
-                                    not_before=s.details.get("signing_time", ""), not_after="", role=s.party)
+    certs = [signing.CertificateRow(subject=_mask_name(s.signer_name) if public and s.party == "student"
+                                    else s.signer_name, serial=s.certificate_serial,
+                                    not_before=_iso_local(s.details.get("signing_time", "")), not_after="",
+                                    role=s.party)
              for s in sigs]
     for role, cert in (("root", p.pki.root_cert), ("issuing", p.pki.issuing_cert), ("tsa", p.pki.tsa_cert)):
         certs.append(signing.CertificateRow(
             subject=cert.subject.rfc4514_string(), serial=format(cert.serial_number, "x"),
-            not_before=_local(cert.not_valid_before_utc.replace(tzinfo=None)),
-            not_after=_local(cert.not_valid_after_utc.replace(tzinfo=None)), role=role))
+            not_before=local_time(cert.not_valid_before_utc.replace(tzinfo=None)),
+            not_after=local_time(cert.not_valid_after_utc.replace(tzinfo=None)), role=role))
     stamps = [signing.TimestampRow(covers=f"{s.party} 签名", authority=s.details.get("timestamp_authority", ""),
-                                   time=s.details.get("signing_time", ""), fallback=bool(s.details.get("tsa_fallback")))
+                                   time=_iso_local(s.details.get("signing_time", "")),
+                                   fallback=bool(s.details.get("tsa_fallback")))
               for s in sigs]
-    data = signing.EvidenceData(agreement_no=a.number, generated_at=_local(utcnow()),
+    data = signing.EvidenceData(agreement_no=a.number, generated_at=local_time(utcnow()),
                                 events=events, revisions=revisions, certificates=certs, timestamps=stamps,
                                 notes=[f"协议状态：{a.status}", f"最终文件 SHA-256：{a.document_sha256 or '—'}"])
     return p.signer.sign_evidence(signing.render_evidence(data), a.number)
+
+
+def evidence_pdf(settings: Settings, store: Storage, a: Agreement, public: bool = False) -> bytes:
+    """The evidence report for the agreement's current audit state: from the store, else built,
+    signed and stored (one file per state of the chain, so a later event gives a new report)."""
+    key = evidence_key(a, public)
+    try:
+        return store.get(key)
+    except NotFound:
+        pdf = build_evidence(settings, a, public)
+        store.put(key, pdf, "application/pdf")
+        return pdf
 
 
 def _details_text(e: AgreementEvent) -> str:

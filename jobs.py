@@ -17,6 +17,7 @@ from typing import Any
 import models
 import workflow
 from models import OutboxJob, utcnow
+from redaction import redact
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ def run_job(job: OutboxJob) -> None:
         dead = attempts >= MAX_ATTEMPTS
         log.warning("job %s (%s) attempt %s failed: %s", job.id, job.kind, attempts, exc, exc_info=not dead)
         OutboxJob.update(status="dead" if dead else "pending", run_after=now + backoff(attempts),
-                         last_error=f"{type(exc).__name__}: {exc}"[:2000],
+                         last_error=redact(f"{type(exc).__name__}: {exc}")[:2000],
                          finished_at=now if dead else None).where(OutboxJob.id == job.id).execute()
 
 

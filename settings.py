@@ -303,7 +303,7 @@ def _validate(s: Settings) -> None:
                 raise SettingsError(
                     f"[{section}] {key}: required in production mode "
                     f"(set it in the config file or TRIPACT_{section.upper()}_{key.upper()})")
-        if s.wechat.sandbox and not s.wechat.allow_sandbox_with_real_appid:
+        if s.wechat.sandbox:
             raise SettingsError("[wechat] sandbox: the WeChat sandbox must be off in production mode")
 
 

@@ -106,14 +106,19 @@ class S3Storage:
         self.client = boto3.client("s3", **kwargs)
 
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
-        self.client.put_object(Bucket=self.bucket, Key=check_key(key), Body=data, ContentType=content_type)
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=check_key(key), Body=data, ContentType=content_type)
+        except Exception as exc:  # noqa: BLE001
+            raise StorageError(f"cannot write {key}: {type(exc).__name__}") from exc
 
     def get(self, key: str) -> bytes:
         try:
             obj = self.client.get_object(Bucket=self.bucket, Key=check_key(key))
+            return obj["Body"].read()
         except self.client.exceptions.NoSuchKey as exc:
             raise NotFound(key) from exc
-        return obj["Body"].read()
+        except Exception as exc:  # noqa: BLE001 - botocore/network errors become one storage error
+            raise StorageError(f"cannot read {key}: {type(exc).__name__}") from exc
 
     def exists(self, key: str) -> bool:
         try:

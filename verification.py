@@ -37,7 +37,8 @@ def by_code(code: str) -> Any:
     a = Agreement.get_or_none(Agreement.verify_code == code.upper())
     if a is None:
         abort(404)
-    sigs = list(a.signatures.order_by(AgreementSignature.id))
+    sigs = [(s.party, documents.local_time(s.signed_at), s.certificate_serial)
+            for s in a.signatures.order_by(AgreementSignature.id)]
     return render_template("verify/agreement.html", a=a, status=STATUS_LABELS[a.status], signatures=sigs,
                            student=_mask_name(a.student_name), id_number=mask_id(a.id_number))
 
@@ -47,13 +48,11 @@ def evidence(code: str) -> Any:
     a = Agreement.get_or_none(Agreement.verify_code == code.upper()) if code.isalnum() else None
     if a is None or not a.document_key:
         abort(404)
-    store = storage.get_storage()
-    key = documents.evidence_key(a)
     try:
-        pdf = store.get(key)
-    except storage.NotFound:
-        pdf = documents.build_evidence(_settings(), a)
-        store.put(key, pdf, "application/pdf")
+        pdf = documents.evidence_pdf(_settings(), storage.get_storage(), a, public=True)
+    except (signing.SigningError, storage.StorageError, OSError) as exc:
+        log.exception("agreement %s: evidence report unavailable: %s", a.id, exc)
+        abort(503)
     return Response(pdf, mimetype="application/pdf",
                     headers={"Content-Disposition": f"attachment; filename=evidence-{a.number}.pdf"})
 

@@ -60,3 +60,8 @@ def test_oversized_body_is_refused(app, client) -> None:  # type: ignore[no-unty
 def test_skeleton_pages_render(client, path: str) -> None:  # type: ignore[no-untyped-def]
     r = client.get(path, follow_redirects=False)
     assert r.status_code in (200, 302)
+
+
+@pytest.mark.parametrize("path", ["/m/agreements/99999999999999999999999", "/m/seals/184467440737095516160.png"])
+def test_ids_beyond_the_database_range_are_404(client, path: str) -> None:  # type: ignore[no-untyped-def]
+    assert client.get(path).status_code == 404

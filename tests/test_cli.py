@@ -133,3 +133,14 @@ def test_serve_answers_healthz(config: Path, tmp_path: Path, capsys: pytest.Capt
         proc.terminate()
         proc.wait(10)
         log.close()
+
+
+def test_demo_refuses_production(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "prod.toml"
+    cfg.write_text(f'[server]\nmode = "production"\nsecret_key = "k"\ninstance_path = "{tmp_path}"\n'
+                   '[signing]\nmaster_secret = "m"\n[wechat]\nappsecret = "a"\ntoken = "t"\nsandbox = false\n'
+                   '[scheduler]\nin_process = false\n', encoding="utf-8")
+    assert cli.main(["--config", str(cfg), "init"]) == 0
+    assert cli.main(["--config", str(cfg), "demo"]) == 1
+    assert "production" in capsys.readouterr().err
+    assert models.PlatformAdmin.select().count() == 0

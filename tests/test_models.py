@@ -53,7 +53,8 @@ def test_upgrade_from_version_1_adds_the_hash_indexes(app) -> None:  # type: ign
     for table in ("agreement", "agreement_signature"):
         q = db.quote
         index = f"{table}_document_sha256"
-        sql = f"DROP INDEX {q[0]}{index}{q[1]}" + (f" ON {q[0]}{table}{q[1]}" if isinstance(db, pw.MySQLDatabase) else "")
+        on_table = f" ON {q[0]}{table}{q[1]}" if isinstance(db, pw.MySQLDatabase) else ""
+        sql = f"DROP INDEX {q[0]}{index}{q[1]}{on_table}"
         db.execute_sql(sql)
     models.SchemaVersion.delete().where(models.SchemaVersion.version > 1).execute()
     world = f.World()

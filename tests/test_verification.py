@@ -93,3 +93,17 @@ def test_root_certificate_and_crl(client) -> None:  # type: ignore[no-untyped-de
     crl = x509.load_der_x509_crl(client.get("/pki/issuing.crl").data)
     assert crl.is_signature_valid  # type: ignore[truthy-function]
     assert "Adobe" in client.get("/pki/").get_data(as_text=True)
+
+
+def test_public_evidence_is_masked_and_in_beijing_time(client, completed: Agreement, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+
+    pdf = client.get(f"/verify/{completed.verify_code}/evidence.pdf").data
+    path = tmp_path / "public.pdf"
+    path.write_bytes(pdf)
+    text = subprocess.run(["pdftotext", str(path), "-"], capture_output=True, text=True).stdout
+    assert completed.student_name not in text and completed.student_name[0] + "*" in text
+    assert "软件工程师" not in text  # the terms are left out of the public copy
+    assert "北京时间" in text and "+00:00" not in text
+    html = client.get(f"/verify/{completed.verify_code}").get_data(as_text=True)
+    assert "北京时间" in html and "UTC" not in html

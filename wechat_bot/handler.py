@@ -288,6 +288,10 @@ def _render(reply: replies.Reply, msg: Any) -> str:
         return ""
     if isinstance(reply, str):
         reply = reply.replace("]]>", "]] >")  # wechatpy puts text in CDATA without escaping its end
+        # WeChat renders <a href> in text messages: user-supplied text (a termination reason, a unit
+        # name) must not become a link inside the official account's own chat. The bot's own
+        # wording uses plain URLs only.
+        reply = reply.replace("<", "＜").replace(">", "＞")
     if isinstance(reply, str) and len(reply.encode("utf-8")) > PASSIVE_TEXT_BYTES:
         parts = split_text(reply, PASSIVE_TEXT_BYTES)
         for part in parts[1:]:

@@ -8,13 +8,15 @@ the workflow's Conflict instead of overwriting someone else's change.
 from __future__ import annotations
 
 import logging
+import subprocess
 from typing import Any
 
 from flask import Response, current_app, redirect, render_template, request, url_for
-from werkzeug.exceptions import NotFound, TooManyRequests
+from werkzeug.exceptions import NotFound, ServiceUnavailable, TooManyRequests
 from werkzeug.security import check_password_hash
 
 import documents
+import signing
 import storage
 import workflow
 from models import Agreement, AgreementEvent, Seal, Termination
@@ -115,13 +117,11 @@ def agreement_evidence(agreement_id: int) -> Any:
     a = agreement_for(agreement_id)
     if not a.document_key:
         raise _not_found(T.EVIDENCE_NOT_READY)
-    store = storage.get_storage()
-    key = documents.evidence_key(a)
     try:
-        data = store.get(key)
-    except storage.NotFound:
-        data = documents.build_evidence(current_app.config["TRIPACT"], a)
-        store.put(key, data, "application/pdf")
+        data = documents.evidence_pdf(current_app.config["TRIPACT"], storage.get_storage(), a)
+    except (signing.SigningError, storage.StorageError, OSError) as exc:
+        log.exception("agreement %s: evidence report unavailable: %s", a.id, exc)
+        raise ServiceUnavailable() from exc
     return _pdf(data, f"evidence-{a.number}.pdf")
 
 
@@ -131,7 +131,11 @@ def agreement_page(agreement_id: int, page: int) -> Any:
     """One page of the agreement's current revision as an image (``?v=`` names the revision, so a
     cached image of an older revision is never shown for a newer one)."""
     a = agreement_for(agreement_id)
-    png = page_image(a, page)
+    try:
+        png = page_image(a, page)
+    except (OSError, subprocess.SubprocessError, signing.SigningError, storage.StorageError) as exc:
+        log.warning("agreement %s: page image %s unavailable: %s", a.id, page, exc)
+        raise ServiceUnavailable() from exc
     if png is None:
         raise NotFound()
     return Response(png, mimetype="image/png", headers={"Cache-Control": "private, max-age=86400"})

@@ -34,17 +34,24 @@ class PageAttempt(models.BaseModel):
 
 
 def throttled(kind: str, key: str, now: dt.datetime | None = None) -> bool:
-    """Whether ``key`` has used up its failed attempts of ``kind`` in the current window."""
-    since = (now or utcnow()) - WINDOW
+    """Take one attempt of ``kind`` for ``key``; True when it goes over the limit of the window.
+
+    The attempt is written before it is counted, so that many concurrent requests cannot all pass
+    the check before any of them records its failure. A success clears the attempts
+    (:func:`clear_failures`)."""
+    now = now or utcnow()
+    key = key[:128]
+    mine = PageAttempt.create(kind=kind, key=key, created_at=now)
+    # attempts up to and including this one, in the order they were taken
     count = (PageAttempt.select()
-             .where((PageAttempt.kind == kind) & (PageAttempt.key == key) & (PageAttempt.created_at > since))
+             .where((PageAttempt.kind == kind) & (PageAttempt.key == key) & (PageAttempt.created_at > now - WINDOW)
+                    & (PageAttempt.id <= mine.id))
              .count())
-    return count >= LIMITS[kind]
+    return count > LIMITS[kind]
 
 
 def record_failure(kind: str, key: str) -> None:
-    """Count one failed attempt (and forget attempts older than a day, so the table stays small)."""
-    PageAttempt.create(kind=kind, key=key[:128])
+    """A failed attempt (already counted by :func:`throttled`); forget attempts older than a day."""
     PageAttempt.delete().where(PageAttempt.created_at < utcnow() - dt.timedelta(days=1)).execute()
 
 

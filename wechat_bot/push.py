@@ -35,6 +35,7 @@ from wechatpy.exceptions import WeChatClientException
 
 import jobs
 from models import Agreement, EmployerUser, OutboxJob, WechatBinding, utcnow
+from redaction import redact
 from settings import Settings
 from wechat_bot import texts
 from wechat_bot.records import WechatPush
@@ -212,7 +213,7 @@ def send_notice(job: OutboxJob, settings: Settings, client: Any = None) -> str:
             continue
         except Exception as exc:  # noqa: BLE001 - network trouble: recorded, retried by the outbox
             WechatPush.record(job.id, openid, status="failed", client_msg_id=cmid,
-                              error=f"{type(exc).__name__}: {exc}"[:2000], **base)
+                              error=redact(f"{type(exc).__name__}: {exc}")[:2000], **base)
             failed += 1
             retry_error = retry_error or exc
             continue

@@ -537,3 +537,26 @@ def test_without_poppler_the_document_is_html(app: Any, world: World,
     monkeypatch.setattr(pages_document.shutil, "which", lambda name: None)
     body = text(student_phone(app, world).get(f"/m/agreements/{a.id}/sign"))
     assert not _page_urls(body) and "高校毕业生就业协议书" in body and 'id="sigpad"' in body
+
+
+def test_concurrent_guesses_cannot_overshoot_the_limit(app: Any, world: World) -> None:
+    import threading
+
+    import models
+    from wechat_bot.pages_store import LIMITS, throttled
+
+    allowed: list[bool] = []
+    barrier = threading.Barrier(12)
+
+    def guess() -> None:
+        with models.db.connection_context():
+            barrier.wait()
+            ok = not throttled("bind", "o_attacker")
+        allowed.append(ok)
+
+    threads = [threading.Thread(target=guess) for _ in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert allowed.count(True) == LIMITS["bind"]

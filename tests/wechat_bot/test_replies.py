@@ -211,6 +211,15 @@ def test_termination_for_the_student_and_the_employer(wx: WeChat, world: Any, ba
     assert "1 份" in (wx.say(STAFF_OID, "解约") or "")
 
 
+def test_user_text_cannot_inject_a_link(wx: WeChat, world: Any) -> None:
+    import workflow
+
+    a = world.agreement_at("completed")
+    workflow.initiate_termination(world.employer_actor, a.id, '点此<a href="http://evil.example">领取补偿</a>')
+    reply = wx.say(STUDENT_OID, "解约") or ""
+    assert "<a" not in reply and "＜a href" in reply
+
+
 def test_apply_menu(wx: WeChat, world: Any, base: str) -> None:
     assert f"{base}/m/apply" in (wx.event(STUDENT_OID, "CLICK", EventKey="APPLY") or "")
     assert wx.event(STAFF_OID, "CLICK", EventKey="APPLY") == texts.APPLY_EMPLOYER

@@ -334,3 +334,26 @@ def test_template_send_posts_templatesendjobfinish_without_blocking(stub_server)
     assert events[0]["FromUserName"] == user.openid
     row = SandboxTemplateMessage.get(SandboxTemplateMessage.msgid == msgid)
     assert row.event_status == "delivered"
+
+
+@pytest.mark.parametrize("headers, base", [
+    ({"X-Forwarded-For": "127.0.0.1"}, "http://127.0.0.1"),
+    ({"Forwarded": "for=127.0.0.1"}, "http://127.0.0.1"),
+    ({"X-Real-IP": "127.0.0.1"}, "http://127.0.0.1"),
+    ({}, "http://evil.example.com"),
+])
+def test_sandbox_refuses_proxied_or_rebound_requests(tmp_path, headers, base) -> None:  # type: ignore[no-untyped-def]
+    from app import create_app
+    from settings import defaults_for_tests
+
+    application = create_app(defaults_for_tests(tmp_path))
+    r = application.test_client().get("/sandbox/phone", headers=headers, base_url=base)
+    assert r.status_code == 403
+
+
+def test_sandbox_still_serves_plain_loopback(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from app import create_app
+    from settings import defaults_for_tests
+
+    application = create_app(defaults_for_tests(tmp_path))
+    assert application.test_client().get("/sandbox/phone", base_url="http://127.0.0.1:8000").status_code == 200

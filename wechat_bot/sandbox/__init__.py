@@ -74,9 +74,24 @@ def is_loopback(addr: str | None) -> bool:
         return False
 
 
+FORWARDING_HEADERS = ("X-Forwarded-For", "Forwarded", "X-Real-IP", "X-Forwarded-Host")
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+def _host_name(host: str) -> str:
+    if host.startswith("["):
+        return host[1:].split("]", 1)[0]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
 def _loopback_only() -> None:
-    if not is_loopback(request.remote_addr):
-        log.warning("sandbox: refused request from non-loopback address %s", request.remote_addr)
+    """Serve only this machine: the socket peer must be loopback (before any proxy rewriting), no
+    proxy may have forwarded the request, and the Host must name loopback (no DNS rebinding)."""
+    peer = request.environ.get("werkzeug.proxy_fix.orig", {}).get("REMOTE_ADDR", request.remote_addr)
+    forwarded = [h for h in FORWARDING_HEADERS if h in request.headers]
+    host = _host_name(request.host or "")
+    if not is_loopback(peer) or forwarded or (host not in LOOPBACK_HOSTS and not is_loopback(host)):
+        log.warning("sandbox: refused request (peer %s, forwarded %s, host %s)", peer, forwarded, host)
         abort(403)
 
 
