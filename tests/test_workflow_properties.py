@@ -19,7 +19,7 @@ from tests import factories as f
 from tests.conftest import clean_tables
 from workflow import Actor
 
-EXAMPLES = {"sqlite": 20, "postgres": 8, "mysql": 6}
+EXAMPLES = {"sqlite": 60, "postgres": 25, "mysql": 20}
 
 
 def _snapshot() -> tuple:

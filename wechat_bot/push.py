@@ -185,12 +185,12 @@ def send_notice(job: OutboxJob, settings: Settings, client: Any = None) -> str:
         template_id = f"sandbox_{notice}"  # the local sandbox takes any id: the demo shows every push
     if not template_id:
         raise _skip(job, base, f"no template configured for {notice}")
+    openids = openids_for(rtype, int(rid or 0))  # before loading the (wide) agreement row
+    if not openids:
+        raise _skip(job, base, f"{rtype} {rid} has no WeChat binding")
     agreement = Agreement.get_or_none(Agreement.id == p.get("agreement_id"))
     if agreement is None:
         raise _skip(job, base, "agreement not found")
-    openids = openids_for(rtype, int(rid or 0))
-    if not openids:
-        raise _skip(job, base, f"{rtype} {rid} has no WeChat binding")
     base["template_id"] = template_id
     data = notice_data(notice, agreement, rtype, job.created_at or utcnow())
     url = settings.server.base_url.rstrip("/") + f"/m/agreements/{agreement.id}"
