@@ -8,6 +8,7 @@ import logging
 from typing import Any
 
 from flask import Flask, abort, jsonify, render_template, request
+from flask.sessions import SecureCookieSessionInterface
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
@@ -50,6 +51,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         TRIPACT=settings,
     )
     app.url_map.converters["int"] = BoundedInt
+    app.session_interface = _Sessions()
     if settings.server.behind_proxy:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)  # type: ignore[method-assign]
 
@@ -61,6 +63,18 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.add_url_rule("/healthz", "healthz", healthz)
     app.add_url_rule("/", "index", index)
     return app
+
+
+class _Sessions(SecureCookieSessionInterface):
+    """Cookie sessions, except on machine-to-machine endpoints (WeChat's message POSTs, the RFC 3161
+    authority) that never carry a user's cookie: no session is opened or saved there."""
+
+    SESSIONLESS = ("/wechat", "/tsa")
+
+    def open_session(self, app: Flask, request: Any) -> Any:
+        if request.path in self.SESSIONLESS:
+            return self.null_session_class()
+        return super().open_session(app, request)
 
 
 class BoundedInt(IntegerConverter):

@@ -3,7 +3,8 @@ Flask + wechatpy echo endpoint (bench/echo_app.py) under the same gunicorn, same
 
 * Throughput: a closed loop of concurrent keep-alive clients for a fixed time (wrk with a Lua script
   when the Debian package is installed – `make bench` installs it – else a Python generator); every
-  message has its own MsgId, so tripact's de-duplication really inserts a row each time.
+  message has its own MsgId, so tripact's de-duplication really inserts a row each time. Both servers
+  run side by side and are measured in alternating rounds; the medians are compared.
 * Latency: an open loop at a fixed 200 messages/s for a few seconds; p99 of the response times.
 
 Ends with `baseline_msgs_per_second`, `tripact_msgs_per_second`, `ratio` and `p99_ms` (tripact's,
@@ -28,9 +29,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "benchtoken"
-DURATION = float(os.environ.get("BENCH_SECONDS", "8"))
+DURATION = float(os.environ.get("BENCH_SECONDS", "4"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 RATE = 200
 CONNECTIONS = 16
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "")
 
 
 def free_port() -> int:
@@ -53,7 +56,9 @@ def message(msg_id: int) -> bytes:
 
 
 def start_gunicorn(target: str, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}", "--log-level", "warning",
+    # both sides run under the production gunicorn settings (deploy/gunicorn.conf.py), 2 workers
+    cmd = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "deploy" / "gunicorn.conf.py"), "-w", "2",
+           "-k", "sync", "-b", f"127.0.0.1:{port}", "--log-level", "warning", "--access-logfile", "/dev/null",
            "--chdir", str(ROOT), target]
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT)
     for _ in range(200):
@@ -170,23 +175,35 @@ def main() -> None:
     cfg = tmp / "config.toml"
     cfg.write_text(f'[server]\ninstance_path = "{tmp}"\nsecret_key = "bench"\n'
                    f'[wechat]\ntoken = "{TOKEN}"\nappsecret = "bench"\n'
-                   '[signing]\nmaster_secret = "bench"\n[scheduler]\nin_process = false\n', encoding="utf-8")
+                   '[signing]\nmaster_secret = "bench"\n[scheduler]\nin_process = false\n'
+                   + (f'[redis]\nurl = "{REDIS_URL}"\n' if REDIS_URL else ""), encoding="utf-8")
     env = dict(os.environ, TRIPACT_CONFIG=str(cfg), ECHO_TOKEN=TOKEN, PYTHONPATH=str(ROOT))
     subprocess.run([sys.executable, "-m", "cli", "init"], env=env, cwd=ROOT, check=True, capture_output=True)
-    results = {}
-    for name, target in (("baseline", "bench.echo_app:create_app()"), ("tripact", "app:create_app()")):
-        port = free_port()
-        proc = start_gunicorn(target, port, env)
-        try:
+    servers = {}
+    try:
+        for name, target in (("baseline", "bench.echo_app:create_app()"), ("tripact", "app:create_app()")):
+            port = free_port()
+            servers[name] = (port, start_gunicorn(target, port, env))
             check_reply(port)
-            results[name] = (throughput(port, 10_000_000), p99_at_rate(port, 20_000_000))
-        finally:
+        # alternate the two, several rounds, so that both meet the same machine state; medians
+        rates: dict[str, list[float]] = {"baseline": [], "tripact": []}
+        base_id = 10_000_000
+        for _ in range(ROUNDS):
+            for name, (port, _proc) in servers.items():
+                base_id += 1_000_000
+                rates[name].append(throughput(port, base_id))
+        p99 = {name: p99_at_rate(port, 90_000_000 + i * 1_000_000)
+               for i, (name, (port, _proc)) in enumerate(servers.items())}
+    finally:
+        for _port, proc in servers.values():
             proc.terminate()
             proc.wait(15)
+    results = {name: (statistics.median(rates[name]), p99[name]) for name in rates}
     shutil.rmtree(tmp, ignore_errors=True)
     (b_rate, b_p99), (t_rate, t_p99) = results["baseline"], results["tripact"]
     generator = "wrk" if shutil.which("wrk") else "python"
-    print(f"# {DURATION:.0f} s closed loop with {CONNECTIONS} connections ({generator}); "
+    print(f"# medians of {ROUNDS} alternating rounds of {DURATION:.0f} s closed loop with {CONNECTIONS} "
+          f"connections ({generator}); "
           f"p99 over 5 s at {RATE} msg/s; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     print(f"baseline_p99_ms {b_p99:.1f}")
     print(f"baseline_msgs_per_second {b_rate:.1f}")

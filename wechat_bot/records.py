@@ -39,12 +39,13 @@ class WechatMessageSeen(models.BaseModel):
         table_name = "wechat_message_seen"
 
     @classmethod
-    def claim(cls, key: str) -> bool:
-        """True when this call is the first to see ``key`` (it must then process the message)."""
+    def claim(cls, key: str, reply_xml: str = "") -> bool:
+        """True when this call is the first to see ``key`` (it must then process the message, or has
+        already answered it with ``reply_xml``)."""
         sql = models.compiled_sql("wechat_seen.claim", lambda: cls.insert(key="", reply="", created_at=utcnow()))
         try:
             with models.db.atomic():
-                models.db.execute_sql(sql, (key, "", utcnow()))
+                models.db.execute_sql(sql, (key, reply_xml, utcnow()))
             return True
         except pw.IntegrityError:
             return False

@@ -101,23 +101,27 @@ class Registry:
         self.scenes: dict[str, Callable[[Incoming, str], Reply]] = {}
         self.default_text: Handler | None = None
         self.default: Handler | None = None
+        self.read_only: set[Handler] = set()
+
+    def handler_for(self, msg: Any) -> Handler | None:
+        """The handler that answers ``msg`` (None: nothing to say, e.g. VIEW or LOCATION events)."""
+        if msg.type == "text":
+            return self.texts.get((msg.content or "").strip()) or self.default_text
+        if msg.type == "event":
+            if msg.event == "click":
+                return self.clicks.get(msg.key or "") or self.default
+            return self.events.get(msg.event)
+        return self.default
 
     def dispatch(self, incoming: Incoming) -> Reply:
         """The reply for one message (None: nothing to say)."""
-        msg = incoming.msg
-        if msg.type == "text":
-            command = (msg.content or "").strip()
-            fn = self.texts.get(command) or self.default_text
-        elif msg.type == "event":
-            if msg.event == "click":
-                fn = self.clicks.get(msg.key or "") or self.default
-            else:
-                fn = self.events.get(msg.event)
-                if fn is None:
-                    return None  # VIEW, LOCATION... need no answer
-        else:
-            fn = self.default
+        fn = self.handler_for(incoming.msg)
         return fn(incoming) if fn else None
+
+    def is_read_only(self, msg: Any) -> bool:
+        """Whether answering ``msg`` changes nothing (so answering a retry twice is harmless)."""
+        fn = self.handler_for(msg)
+        return fn is None or fn in self.read_only
 
 
 registry = Registry()
@@ -146,6 +150,13 @@ def on_click(*keys: str) -> Callable[[Handler], Handler]:
             registry.clicks[k] = fn
         return fn
     return wrap
+
+
+def read_only(fn: Handler) -> Handler:
+    """Mark a handler that only reads: the endpoint may answer it before claiming the message, and
+    store the claim and the reply in one write."""
+    registry.read_only.add(fn)
+    return fn
 
 
 def on_scene(prefix: str) -> Callable[[Callable[[Incoming, str], Reply]], Callable[[Incoming, str], Reply]]:
@@ -275,6 +286,7 @@ def staff_binding(m: Incoming, code: str) -> Reply:
 
 # ---------------------------------------------------------------- commands
 
+@read_only
 @on_text("帮助", "help", "?", "？")
 @on_click("HELP")
 def help_(m: Incoming) -> Reply:
@@ -283,6 +295,7 @@ def help_(m: Incoming) -> Reply:
     return texts.HELP
 
 
+@read_only
 @on_text("绑定")
 @on_click("BIND")
 def bind(m: Incoming) -> Reply:
@@ -295,6 +308,7 @@ def bind(m: Incoming) -> Reply:
     return texts.BIND_INTRO.format(bind_url=m.bind_url)
 
 
+@read_only
 @on_text("解绑")
 def unbind(m: Incoming) -> Reply:
     return texts.UNBIND_CONFIRM if m.binding is not None else texts.UNBIND_NOTHING
@@ -309,6 +323,7 @@ def unbind_confirmed(m: Incoming) -> Reply:
     return texts.UNBIND_DONE.format(bind_url=m.bind_url)
 
 
+@read_only
 @on_text("进度", "我的协议")
 @on_click("MY_AGREEMENT")
 def progress(m: Incoming) -> Reply:
@@ -351,6 +366,7 @@ def _employer_progress(m: Incoming, u: EmployerUser) -> str:
     return "\n".join(lines)
 
 
+@read_only
 @on_text("待办")
 @on_click("TODO")
 def todo(m: Incoming) -> Reply:
@@ -384,6 +400,7 @@ def todo(m: Incoming) -> Reply:
     return "\n".join([texts.TODO_HEAD, *shown])
 
 
+@read_only
 @on_text("解约")
 @on_click("TERMINATION")
 def termination(m: Incoming) -> Reply:
@@ -421,6 +438,7 @@ def termination(m: Incoming) -> Reply:
     return "\n".join(lines)
 
 
+@read_only
 @on_click("APPLY")
 def apply(m: Incoming) -> Reply:
     problem = _identity_problem(m)
@@ -445,8 +463,8 @@ def _other_message(m: Incoming) -> Reply:
     return texts.UNSUPPORTED_MESSAGE
 
 
-registry.default_text = _any_text
-registry.default = _other_message
+registry.default_text = read_only(_any_text)
+registry.default = read_only(_other_message)
 
 
 def _local_time(value: Any) -> str:
