@@ -57,7 +57,6 @@ from pyhanko_certvalidator.registry import SimpleCertificateStore  # noqa: E402
 
 from signing import (  # noqa: E402
     SIGNATURE_BOXES,
-    AgreementData,
     AgreementSigner,
     PlatformPKI,
     SignerIdentity,
@@ -66,47 +65,11 @@ from signing import (  # noqa: E402
     verify_pdf,
 )
 from signing.tsa import LocalTimestampAuthority, LocalTimeStamper  # noqa: E402
+from tests.signing.helpers import BASE_AGREEMENT  # noqa: E402
 
 PARTIES = ("student", "school", "employer")
 VERIFY_URL = "https://sign.example.edu.cn/v/K7Q2M9XA"
-DATA = AgreementData(
-    agreement_no="2026104033100042",
-    student_name="李𠇔䶮",
-    student_gender="男",
-    student_id_number="360102200001011234",
-    student_number="20221234",
-    school_name="南昌大学",
-    school_branch="前湖校区",
-    college="信息工程学院",
-    major="计算机科学与技术",
-    education_level="31 本科",
-    training_mode="1 非定向",
-    origin="江西省南昌市",
-    graduation_year=2026,
-    student_phone="13800138000",
-    employer_name="江西赣江科技有限公司",
-    employer_credit_code="91360100MA35L4XK0Q",
-    employer_nature="39 其他企业",
-    employer_industry="信息传输、软件和信息技术服务业",
-    employer_affiliation="40 市/地区",
-    employer_address="江西省南昌市红谷滩区丰和中大道 1 号",
-    employer_postcode="330038",
-    employer_contact="王敏",
-    employer_phone="0791-88886666",
-    employer_email="hr@ganjiang.example.com",
-    archive_unit="南昌市人才服务中心",
-    archive_address="南昌市东湖区八一大道 2 号",
-    archive_postcode="330006",
-    accepts_hukou=True,
-    position="软件工程师",
-    work_location="江西省南昌市",
-    monthly_salary_fen=850_000,
-    probation_months=3,
-    internship_period=None,
-    contract_years=3,
-    liquidated_damages_fen=300_000,
-    remarks="乙方为甲方缴纳五险一金。",
-)
+DATA = BASE_AGREEMENT  # the signing tests' agreement: rare name characters, every field filled
 
 
 def _png(color: tuple[int, int, int]) -> bytes:

@@ -169,11 +169,8 @@ def menu_delete() -> Response:
 def template_send() -> Response:
     """POST cgi-bin/message/template/send: validate, record for the user's phone, and post
     TEMPLATESENDJOBFINISH to the app in the background."""
-    err = common.check_access_token()
-    if err:
-        return err
-    body, err = common.json_body()
-    if err or body is None:
+    body, err = common.authorized_json()
+    if body is None:
         return err  # type: ignore[return-value]
     openid = str(body.get("touser") or "")
     user = SandboxUser.get_or_none(SandboxUser.openid == openid)
@@ -242,11 +239,8 @@ def current_mode() -> str:
 
 def qrcode_create() -> Response:
     """POST cgi-bin/qrcode/create for the four parametric kinds."""
-    err = common.check_access_token()
-    if err:
-        return err
-    body, err = common.json_body()
-    if err or body is None:
+    body, err = common.authorized_json()
+    if body is None:
         return err  # type: ignore[return-value]
     action = body.get("action_name")
     if action not in QR_ACTIONS:

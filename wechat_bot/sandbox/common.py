@@ -105,6 +105,17 @@ def json_body() -> tuple[dict[str, Any] | None, Response | None]:
     return data, None
 
 
+def authorized_json() -> tuple[dict[str, Any] | None, Response | None]:
+    """(body, None) for a POST with a valid access token and a JSON object body, else (None, error)."""
+    err = check_access_token()
+    if err:
+        return None, err
+    body, err = json_body()
+    if err or body is None:
+        return None, err
+    return body, None
+
+
 def check_access_token(kind: str = "client") -> Response | None:
     """None when the request's ``access_token`` is valid now, else WeChat's error body."""
     token = request.args.get("access_token", "")

@@ -49,11 +49,8 @@ def _reply_of(body: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
 
 
 def custom_send() -> Response:
-    err = common.check_access_token()
-    if err:
-        return err
-    body, err = common.json_body()
-    if err or body is None:
+    body, err = common.authorized_json()
+    if body is None:
         return err  # type: ignore[return-value]
     openid = str(body.get("touser") or "")
     user = SandboxUser.get_or_none(SandboxUser.openid == openid)
