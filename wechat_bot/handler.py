@@ -25,6 +25,7 @@ import re
 import secrets
 import time
 from typing import Any
+from xml.etree import ElementTree
 
 import xmltodict
 from flask import Blueprint, Response, current_app, request
@@ -160,6 +161,9 @@ def _xml_dict(text: str) -> dict[str, Any]:
     ``disable_entities`` would also refuse them: two locks)."""
     if _ENTITY.search(text):
         raise BadMessage("DTD/entity declarations are not accepted")
+    flat = _flat_xml(text)
+    if flat is not None:
+        return flat
     try:
         # A str is handed to expat as UTF-8 whatever its XML declaration says.
         doc = xmltodict.parse(text, disable_entities=True)
@@ -169,6 +173,24 @@ def _xml_dict(text: str) -> dict[str, Any]:
     if not isinstance(root, dict):
         raise BadMessage("root element is not <xml> with children")
     return root
+
+
+def _flat_xml(text: str) -> dict[str, Any] | None:
+    """The common case quickly: ``<xml>`` with text-only children, parsed by the C ElementTree parser
+    (a sixth of a message's cost with xmltodict). Anything else – nested elements, attributes,
+    repeated tags, not XML at all – returns None and takes the xmltodict path with its checks."""
+    try:
+        root = ElementTree.fromstring(text)
+    except ElementTree.ParseError:
+        return None
+    if root.tag != "xml" or root.attrib or len(root) == 0:
+        return None
+    fields: dict[str, Any] = {}
+    for child in root:
+        if len(child) or child.attrib or child.tag in fields:
+            return None
+        fields[child.tag] = child.text
+    return fields
 
 
 def _decrypt(crypto: WeChatCrypto, body: bytes, msg_signature: str, timestamp: str, nonce: str) -> str:

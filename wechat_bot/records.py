@@ -44,7 +44,10 @@ class WechatMessageSeen(models.BaseModel):
         already answered it with ``reply_xml``)."""
         sql = models.compiled_sql("wechat_seen.claim", lambda: cls.insert(key="", reply="", created_at=utcnow()))
         try:
-            with models.db.atomic():
+            if models.db.in_transaction():  # a failed insert must not spoil the caller's transaction
+                with models.db.atomic():
+                    models.db.execute_sql(sql, (key, reply_xml, utcnow()))
+            else:  # the /wechat path: one autocommitted insert
                 models.db.execute_sql(sql, (key, reply_xml, utcnow()))
             return True
         except pw.IntegrityError:

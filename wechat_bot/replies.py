@@ -62,9 +62,13 @@ class Incoming:
 
     @cached_property
     def binding(self) -> WechatBinding | None:
-        sql = models.compiled_sql("wechat_binding.by_openid",
-                                  lambda: WechatBinding.select().where(WechatBinding.openid == "").limit(1))
-        return next(iter(WechatBinding.raw(sql, self.openid, 1)), None)
+        sql = models.compiled_sql("wechat_binding.by_openid", lambda: WechatBinding.select(
+            WechatBinding.id, WechatBinding.student, WechatBinding.employer_user,
+        ).where(WechatBinding.openid == "").limit(1))
+        row = models.db.execute_sql(sql, (self.openid, 1)).fetchone()
+        if row is None:
+            return None
+        return WechatBinding(id=row[0], openid=self.openid, student=row[1], employer_user=row[2])
 
     @cached_property
     def student(self) -> Student | None:
