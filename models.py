@@ -17,8 +17,6 @@ from typing import Any
 
 import peewee as pw
 from playhouse.db_url import connect
-from playhouse.db_url import parse as parse_db_url
-from playhouse.pool import PooledSqliteDatabase
 
 import codes
 
@@ -449,27 +447,6 @@ def register_models(*models: type[BaseModel]) -> None:
 
 # ---------------------------------------------------------------- database set-up
 
-class _Immediate:
-    """SQLite transactions take the write lock when they begin (BEGIN IMMEDIATE). A deferred
-    transaction that reads and then writes fails at once with "database is locked" when another
-    connection wrote in between (WAL snapshot conflict) – busy_timeout cannot help it. Taking the
-    lock up front makes every writer queue (busy_timeout) instead; the web app, the scheduler and the
-    local WeChat sandbox share one SQLite file in the demo."""
-
-    def transaction(self, *args: Any, **kwargs: Any) -> Any:
-        if not args and "lock_type" not in kwargs:
-            kwargs["lock_type"] = "IMMEDIATE"
-        return super().transaction(*args, **kwargs)  # type: ignore[misc]
-
-
-class _ImmediateSqlite(_Immediate, pw.SqliteDatabase):
-    pass
-
-
-class ImmediateSqliteDatabase(_Immediate, PooledSqliteDatabase):
-    """The pooled SQLite database tripact uses (see :class:`_Immediate`)."""
-
-
 POOL_MAX_CONNECTIONS = 32
 POOL_STALE_SECONDS = 300
 
@@ -494,20 +471,19 @@ def init_db(url: str, pooled: bool = True) -> pw.Database:
                              "synchronous": "normal"}
         kwargs["timeout"] = 15
         kwargs["check_same_thread"] = False
+        # Every transaction takes the write lock when it begins (BEGIN IMMEDIATE). A deferred one that
+        # reads and then writes fails at once with "database is locked" when another connection wrote
+        # in between (WAL snapshot conflict) – busy_timeout cannot help it. With the lock taken up
+        # front, writers queue instead; the web app, the scheduler and the local WeChat sandbox share
+        # one SQLite file in the demo.
+        kwargs["lock_type"] = "IMMEDIATE"
     elif url.startswith("mysql"):
         from pymysql.constants import CLIENT
 
         kwargs["charset"] = "utf8mb4"
         # UPDATE counts matched rows (as on PostgreSQL and SQLite), not only rows whose values changed
         kwargs["client_flag"] = CLIENT.FOUND_ROWS
-    if url.startswith("sqlite"):
-        cls = ImmediateSqliteDatabase if "+pool" in url.partition("://")[0] else _ImmediateSqlite
-        if cls is _ImmediateSqlite:
-            kwargs.pop("max_connections", None)
-            kwargs.pop("stale_timeout", None)
-        database: pw.Database = cls(parse_db_url(url)["database"], **kwargs)
-    else:
-        database = connect(url, **kwargs)
+    database = connect(url, **kwargs)
     db.initialize(database)
     return database
 
@@ -534,7 +510,7 @@ def is_sqlite() -> bool:
 def transaction() -> Iterator[None]:
     """A write transaction. On SQLite it takes the write lock up front (BEGIN IMMEDIATE) so that
     two writers queue instead of failing half-way; elsewhere row locks and the version check decide."""
-    with db.atomic():  # on SQLite: BEGIN IMMEDIATE (see _Immediate)
+    with db.atomic():  # on SQLite: BEGIN IMMEDIATE (see init_db)
         yield
 
 

@@ -64,3 +64,42 @@ def test_upgrade_from_version_1_adds_the_hash_indexes(app) -> None:  # type: ign
     names = {ix.name for ix in db.get_indexes("agreement")}
     assert "agreement_document_sha256" in names
     assert models.Agreement.get(models.Agreement.document_sha256 == a.document_sha256).id == a.id
+
+
+def test_sqlite_transactions_that_read_then_write_queue_instead_of_failing(app, any_db: str) -> None:  # type: ignore[no-untyped-def]
+    """A transaction reads, another connection writes, the first then writes: on SQLite (WAL) a
+    deferred transaction fails at once with 'database is locked'; ours begin IMMEDIATE and queue."""
+    import threading
+
+    if not any_db.startswith("sqlite"):
+        pytest.skip("SQLite-specific locking")
+    errors: list[Exception] = []
+    read_done, other_done = threading.Event(), threading.Event()
+
+    def first() -> None:
+        with models.db.connection_context():
+            try:
+                with models.db.atomic():
+                    models.School.select().count()
+                    read_done.set()
+                    other_done.wait(0.5)  # the other writer must wait for us
+                    models.School.create(code="90001", name="甲")
+            except Exception as exc:  # noqa: BLE001 - asserted below
+                errors.append(RuntimeError(f"first: {exc}"))
+
+    def second() -> None:
+        with models.db.connection_context():
+            read_done.wait(5)
+            try:
+                models.School.create(code="90002", name="乙")
+            except Exception as exc:  # noqa: BLE001
+                errors.append(RuntimeError(f"second: {exc}"))
+            other_done.set()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    assert models.School.select().where(models.School.code.in_(["90001", "90002"])).count() == 2
