@@ -488,17 +488,17 @@ def init_db(url: str, pooled: bool = True) -> pw.Database:
     return database
 
 
-_compiled: dict[tuple[int, str], str] = {}
-
-
 def compiled_sql(name: str, build: Callable[[], Any]) -> str:
-    """The SQL text of a query, built once per database binding. Hot paths (every WeChat message)
+    """The SQL text of a query, built once per database object. Hot paths (every WeChat message)
     reuse it with fresh parameters: peewee spends far longer composing a query than SQLite running it.
-    ``build`` must produce the query with its parameters in the order the caller will pass them."""
-    key = (id(db.obj), name)
-    sql = _compiled.get(key)
+    ``build`` must produce the query with its parameters in the order the caller will pass them.
+    The cache lives on the database object itself: a cache keyed by ``id()`` handed SQLite's ``?``
+    placeholders to a later MySQL database that happened to get the same id."""
+    database = db.obj
+    cache: dict[str, str] = database.__dict__.setdefault("_tripact_compiled_sql", {})
+    sql = cache.get(name)
     if sql is None:
-        sql = _compiled[key] = build().sql()[0]
+        sql = cache[name] = build().sql()[0]
     return sql
 
 
