@@ -99,6 +99,13 @@ def mask_id(number: str | None) -> str:
     return number[:3] + "*" * max(len(number) - 7, 0) + number[-4:] if len(number) > 7 else "*" * len(number)
 
 
+def mask_name(name: str | None) -> str:
+    """A person's name as it may be shown publicly: the family name and stars (王**)."""
+    if not name:
+        return ""
+    return name[:1] + "*" * (len(name) - 1) if len(name) > 1 else name
+
+
 def mask_phone(phone: str | None) -> str:
     """A phone number as it may be shown: 138****5678."""
     if not phone:

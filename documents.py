@@ -20,7 +20,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import signing
-from codes import label, mask_id
+from codes import label, mask_id, mask_name
 from models import Agreement, AgreementEvent, AgreementSignature, utcnow
 from settings import Settings
 from storage import NotFound, Storage
@@ -190,10 +190,6 @@ def _iso_local(value: str) -> str:
     return local_time(parsed)
 
 
-def _mask_name(name: str) -> str:
-    return name[:1] + "*" * (len(name) - 1) if len(name) > 1 else name
-
-
 def build_evidence(settings: Settings, a: Agreement, public: bool = False) -> bytes:
     """The platform-signed evidence report: audit events with their hash chain, document hash after
     each revision, certificates and timestamps. The ``public`` copy (downloadable by anyone who holds
@@ -202,7 +198,7 @@ def build_evidence(settings: Settings, a: Agreement, public: bool = False) -> by
     p = platform(settings)
 
     def actor(e: AgreementEvent) -> str:
-        name = _mask_name(e.actor_name) if public and e.actor_type == "student" else e.actor_name
+        name = mask_name(e.actor_name) if public and e.actor_type == "student" else e.actor_name
         return f"{e.actor_type}:{name}"
 
     events = [signing.AuditEventRow(time=local_time(e.created_at), actor=actor(e), action=e.action,
@@ -212,7 +208,7 @@ def build_evidence(settings: Settings, a: Agreement, public: bool = False) -> by
     sigs = list(a.signatures.order_by(AgreementSignature.id))
     revisions = [signing.RevisionRow(label=f"{s.party} 签署后", sha256=s.document_sha256, time=local_time(s.signed_at))
                  for s in sigs]
-    certs = [signing.CertificateRow(subject=_mask_name(s.signer_name) if public and s.party == "student"
+    certs = [signing.CertificateRow(subject=mask_name(s.signer_name) if public and s.party == "student"
                                     else s.signer_name, serial=s.certificate_serial,
                                     not_before=_iso_local(s.details.get("signing_time", "")), not_after="",
                                     role=s.party)

@@ -11,7 +11,7 @@ from flask import Blueprint, Flask, Response, abort, current_app, render_templat
 import documents
 import signing
 import storage
-from codes import mask_id
+from codes import mask_id, mask_name
 from models import Agreement, AgreementSignature
 from workflow import STATUS_LABELS
 
@@ -25,10 +25,6 @@ def _settings() -> Any:
     return current_app.config["TRIPACT"]
 
 
-def _mask_name(name: str) -> str:
-    return name[:1] + "*" * (len(name) - 1) if len(name) > 1 else name
-
-
 @bp.get("/verify/<code>")
 def by_code(code: str) -> Any:
     """What the QR code on a printed agreement opens: its live status and who signed when."""
@@ -40,7 +36,7 @@ def by_code(code: str) -> Any:
     sigs = [(s.party, documents.local_time(s.signed_at), s.certificate_serial)
             for s in a.signatures.order_by(AgreementSignature.id)]
     return render_template("verify/agreement.html", a=a, status=STATUS_LABELS[a.status], signatures=sigs,
-                           student=_mask_name(a.student_name), id_number=mask_id(a.id_number))
+                           student=mask_name(a.student_name), id_number=mask_id(a.id_number))
 
 
 @bp.get("/verify/<code>/evidence.pdf")
