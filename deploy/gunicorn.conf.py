@@ -1,4 +1,5 @@
 """gunicorn settings for production: `gunicorn -c deploy/gunicorn.conf.py 'app:create_app()'`."""
+import gc
 import multiprocessing
 import os
 
@@ -13,10 +14,20 @@ max_requests_jitter = 500
 accesslog = "-"
 forwarded_allow_ips = "127.0.0.1"
 
+# The app (pyHanko, fonts, the platform keys) is loaded once, in the master, and every worker is forked
+# ready to serve. Without it each worker imports everything itself: about a second of CPU at start and
+# again at every max_requests restart – under load, a worker restarts every few seconds.
+# create_app opens no connection (database, Redis, storage): each worker opens its own on first use.
+preload_app = True
 
-def post_worker_init(worker):  # noqa: ANN001 - gunicorn hook signature
-    """Once the worker has loaded the app, move everything loaded so far out of the garbage collector's view:
-    full collections over ~250k long-lived objects cost ~10 ms per signed agreement otherwise."""
-    import gc
 
+def pre_fork(server, worker):  # noqa: ANN001 - gunicorn hook signature
+    """Before each fork, in the master: hand no database connection down (a connection shared by two
+    processes corrupts both), and move everything loaded so far out of the garbage collector's view,
+    so that the workers' collections neither scan nor write to the ~250k objects they share with the
+    master (full collections cost ~10 ms per signed agreement otherwise, and copy-on-write pages)."""
+    import models
+
+    if models.db.obj is not None and hasattr(models.db.obj, "close_all"):
+        models.db.obj.close_all()
     gc.freeze()

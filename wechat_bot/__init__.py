@@ -15,6 +15,7 @@ def init_app(app: Flask, settings: Settings) -> None:
 
     pages.init_app(app)
     app.register_blueprint(handler.bp)
+    handler.install_lane(app, settings)
     if settings.wechat.sandbox:
         from wechat_bot import sandbox
 

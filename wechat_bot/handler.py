@@ -24,18 +24,21 @@ import logging
 import re
 import secrets
 import time
+from collections.abc import Callable, Iterable, Mapping
+from http import HTTPStatus
 from typing import Any
+from urllib.parse import parse_qsl
 from xml.etree import ElementTree
 
 import xmltodict
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Flask, Response, current_app, request
 from wechatpy import create_reply
 from wechatpy.crypto import WeChatCrypto
 from wechatpy.events import EVENT_TYPES
 from wechatpy.messages import MESSAGE_TYPES, UnknownMessage
-from wechatpy.replies import TextReply
 from wechatpy.utils import WeChatSigner
 
+import models
 from settings import Settings
 from wechat_bot import push, replies
 from wechat_bot.records import WechatDeliveryReport, WechatMessageSeen
@@ -63,48 +66,98 @@ class BadMessage(Exception):
     """The body is not a well-formed WeChat message (answered with 400)."""
 
 
-def _text(body: str, status: int) -> Response:
-    return Response(body, status=status, mimetype="text/plain")
-
-
 @bp.route("/wechat", methods=["GET", "POST"])
 def wechat() -> Response:
-    """WeChat's server URL: GET is the URL check, POST a message or event."""
+    """WeChat's server URL through Flask (apps without the :class:`MessageLane`, e.g. tests')."""
     settings: Settings = current_app.config["TRIPACT"]
+    status, mimetype, body = respond(settings, request.method, request.args, _flask_body)
+    return Response(body, status=status, mimetype=mimetype)
+
+
+def respond(settings: Settings, method: str, args: Mapping[str, str],
+            read_body: Callable[[], bytes | None]) -> tuple[int, str, str]:
+    """The whole endpoint: (status, mimetype, body) for one request. GET is the URL check, POST a
+    message or event; ``read_body`` returns the body, or None when it is larger than MAX_BODY_BYTES."""
     token = settings.wechat.token
-    timestamp = request.args.get("timestamp", "")
-    nonce = request.args.get("nonce", "")
-    if not token or not _signed(request.args.get("signature", ""), token, timestamp, nonce):
-        return _text("forbidden", 403)
-    if request.method == "GET":
-        echostr = request.args.get("echostr")
-        return _text(echostr, 200) if echostr is not None else _text("missing echostr", 400)
+    timestamp = args.get("timestamp", "")
+    nonce = args.get("nonce", "")
+    if not token or not _signed(args.get("signature", ""), token, timestamp, nonce):
+        return 403, "text/plain", "forbidden"
+    if method == "GET":
+        echostr = args.get("echostr")
+        return (200, "text/plain", echostr) if echostr is not None else (400, "text/plain", "missing echostr")
     if not _fresh(timestamp):
-        return _text("stale timestamp", 403)
-    body = _read_body()
+        return 403, "text/plain", "stale timestamp"
+    try:
+        body = read_body()
+    except BadMessage as exc:
+        log.info("wechat: refused a message: %s", exc)
+        return 400, "text/plain", "bad request"
     if body is None:
-        return _text("body too large", 413)
-    aes = request.args.get("encrypt_type", "raw").lower() == "aes"
+        return 413, "text/plain", "body too large"
+    aes = args.get("encrypt_type", "raw").lower() == "aes"
     crypto = None
     xml: bytes | str
     try:
         if aes:
             crypto = _crypto(settings)
-            xml = _decrypt(crypto, body, request.args.get("msg_signature", ""), timestamp, nonce)
+            xml = _decrypt(crypto, body, args.get("msg_signature", ""), timestamp, nonce)
         else:
             xml = body
         msg, fields = _parse(xml)
     except _Forbidden:
-        return _text("forbidden", 403)
+        return 403, "text/plain", "forbidden"
     except BadMessage as exc:
         log.info("wechat: refused a message: %s", exc)
-        return _text("bad request", 400)
+        return 400, "text/plain", "bad request"
     reply_xml = _process(settings, msg, message_key(fields))
     if not reply_xml:
-        return _text("success", 200)
+        return 200, "text/plain", "success"
     if crypto is not None:
         reply_xml = crypto.encrypt_message(reply_xml, nonce, str(int(time.time())))
-    return Response(reply_xml, status=200, mimetype="application/xml")
+    return 200, "application/xml", reply_xml
+
+
+class MessageLane:
+    """WSGI middleware that serves ``/wechat`` without Flask's request machinery.
+
+    WeChat's message POSTs are the one hot, machine-to-machine route: no cookie, no session, no
+    template, no user. Routing, request/app contexts and the before/teardown hooks cost as much
+    as the message itself (bench/wechat.py), so this lane answers GET/POST ``/wechat`` directly
+    through :func:`respond` – the same checks as the blueprint view – and hands every other
+    request to Flask unchanged. It opens and closes the pooled database connection itself, as
+    the app's request hooks do, and turns an unexpected error into a plain 500 (logged), as
+    Flask would."""
+
+    def __init__(self, wsgi_app: Callable[..., Iterable[bytes]], settings: Settings) -> None:
+        self.wsgi_app = wsgi_app
+        self.settings = settings
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        method = environ.get("REQUEST_METHOD")
+        if environ.get("PATH_INFO") != "/wechat" or method not in ("GET", "POST"):
+            return self.wsgi_app(environ, start_response)
+        args: dict[str, str] = {}
+        for name, value in parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True):
+            args.setdefault(name, value)  # the first of repeated parameters, as request.args.get
+        try:
+            models.db.connect(reuse_if_open=True)
+            status, mimetype, body = respond(self.settings, method, args, lambda: _wsgi_body(environ))
+        except Exception:  # noqa: BLE001 - outside the handlers (database down…): what Flask would answer
+            log.exception("wechat: request failed")
+            status, mimetype, body = 500, "text/plain", "internal error"
+        finally:
+            if not models.db.is_closed():
+                models.db.close()
+        data = body.encode("utf-8")
+        start_response(f"{status} {HTTPStatus(status).phrase}",
+                       [("Content-Type", f"{mimetype}; charset=utf-8"), ("Content-Length", str(len(data)))])
+        return [data]
+
+
+def install_lane(app: Flask, settings: Settings) -> None:
+    """Put the :class:`MessageLane` in front of ``app``."""
+    app.wsgi_app = MessageLane(app.wsgi_app, settings)  # type: ignore[method-assign]
 
 
 # ---------------------------------------------------------------- checks
@@ -130,12 +183,35 @@ def _fresh(timestamp: str) -> bool:
         return False
 
 
-def _read_body() -> bytes | None:
-    """The body, or None when it exceeds MAX_BODY_BYTES (declared or actual)."""
+def _flask_body() -> bytes | None:
+    """The body of Flask's request, or None when it exceeds MAX_BODY_BYTES (declared or actual)."""
     declared = request.content_length
     if declared is not None and declared > MAX_BODY_BYTES:
         return None
     data = request.stream.read(MAX_BODY_BYTES + 1)
+    return None if len(data) > MAX_BODY_BYTES else data
+
+
+def _wsgi_body(environ: dict[str, Any]) -> bytes | None:
+    """The body from the WSGI environ, with werkzeug's rules: read at most Content-Length bytes; with no
+    length, read only a stream the server has terminated (chunked), else there is no body. A body
+    that cannot be read is a :class:`BadMessage`."""
+    try:
+        declared = int(environ.get("CONTENT_LENGTH") or -1)
+    except ValueError:
+        declared = -1
+    if declared > MAX_BODY_BYTES:
+        return None
+    stream = environ["wsgi.input"]
+    try:
+        if declared >= 0:
+            data = stream.read(declared)
+        elif environ.get("wsgi.input_terminated"):
+            data = stream.read(MAX_BODY_BYTES + 1)
+        else:
+            return b""
+    except (OSError, ValueError) as exc:  # a broken chunked encoding, a client gone mid-body
+        raise BadMessage(f"body could not be read ({type(exc).__name__})") from exc
     return None if len(data) > MAX_BODY_BYTES else data
 
 
@@ -213,8 +289,10 @@ def _parse(data: bytes | str) -> tuple[Any, dict[str, Any]]:
     for name in ("ToUserName", "FromUserName", "CreateTime", "MsgType"):
         if not isinstance(fields.get(name), str) or not fields[name]:
             raise BadMessage(f"missing {name}")
-    if not _OPENID.match(fields["FromUserName"]) or not fields["CreateTime"].isdigit():
-        raise BadMessage("malformed FromUserName or CreateTime")
+    if not _OPENID.match(fields["FromUserName"]) or not _OPENID.match(fields["ToUserName"]):
+        raise BadMessage("malformed FromUserName or ToUserName")
+    if not fields["CreateTime"].isdigit():
+        raise BadMessage("malformed CreateTime")
     for name in ("MsgId", "MsgID"):
         if fields.get(name) is not None and not str(fields[name]).isdigit():
             raise BadMessage(f"malformed {name}")
@@ -353,12 +431,24 @@ def _render(reply: replies.Reply, msg: Any) -> str:
         # name) must not become a link inside the official account's own chat. The bot's own
         # wording uses plain URLs only.
         reply = reply.replace("<", "＜").replace(">", "＞")
-    if isinstance(reply, str) and len(reply.encode("utf-8")) > PASSIVE_TEXT_BYTES:
-        parts = split_text(reply, PASSIVE_TEXT_BYTES)
-        for part in parts[1:]:
-            push.send_text_later(str(msg.source), part)
-        reply = TextReply(message=msg, content=parts[0])
+        if len(reply.encode("utf-8")) > PASSIVE_TEXT_BYTES:
+            parts = split_text(reply, PASSIVE_TEXT_BYTES)
+            for part in parts[1:]:
+                push.send_text_later(str(msg.source), part)
+            reply = parts[0]
+        return text_reply_xml(msg, reply)
     return str(create_reply(reply, msg, render=True))
+
+
+def text_reply_xml(msg: Any, content: str) -> str:
+    """A passive text reply, as wechatpy's ``TextReply.render`` writes it, without its per-field
+    descriptor machinery (a tenth of what answering a message costs). ``content`` must already be
+    free of ``]]>``; both user names were checked by :func:`_parse`."""
+    return (f"<xml>\n<MsgType><![CDATA[text]]></MsgType>\n"
+            f"<FromUserName><![CDATA[{msg.target}]]></FromUserName>\n"
+            f"<ToUserName><![CDATA[{msg.source}]]></ToUserName>\n"
+            f"<CreateTime>{int(time.time())}</CreateTime>\n"
+            f"<Content><![CDATA[{content}]]></Content>\n</xml>")
 
 
 def split_text(text: str, limit: int) -> list[str]:
@@ -380,4 +470,5 @@ def split_text(text: str, limit: int) -> list[str]:
     return [p.rstrip("\n") for p in parts if p.strip()]
 
 
-__all__ = ["bp", "message_key", "split_text", "MAX_BODY_BYTES", "MAX_SKEW_SECONDS"]
+__all__ = ["bp", "respond", "MessageLane", "install_lane", "message_key", "split_text", "text_reply_xml",
+           "MAX_BODY_BYTES", "MAX_SKEW_SECONDS"]
