@@ -246,38 +246,59 @@ def sign(agreement_id: int) -> Any:
 
 def _student_signs(a: Agreement) -> Any:
     v = current_viewer()
-    assert v.student is not None
-    if throttled("sign_id", v.openid):
-        raise _too_many()
     png, problem = forms.decode_signature(request.form.get("signature", ""))
     if png is None:
         return _sign_page(a, problem, 400)
-    if not forms.same_secret(request.form.get("id_last6", ""), a.id_number[-6:]):
-        record_failure("sign_id", v.openid)
-        return _sign_page(a, T.ID_LAST6_WRONG, 400)
-    clear_failures("sign_id", v.openid)
+    problem = _student_intent_problem(a)
+    if problem:
+        return _sign_page(a, problem, 400)
     return _done(workflow.student_sign(v.actor(), a.id, png, expected_version()))
 
 
 def _employer_signs(a: Agreement) -> Any:
     v = current_viewer()
-    assert v.employer_user is not None
-    if throttled("sign_pin", v.openid):
-        raise _too_many()
     raw_seal = request.form.get("seal_id", "")
     if not raw_seal.isdigit() or len(raw_seal) > 9:
         return _sign_page(a, T.SEAL_MISSING, 400)
-    pin_hash = v.employer_user.signing_pin_hash
-    if not pin_hash:
-        return _sign_page(a, T.PIN_NOT_SET, 400)
-    if not check_password_hash(pin_hash, request.form.get("pin", "")):
-        record_failure("sign_pin", v.openid)
-        return _sign_page(a, T.PIN_WRONG, 400)
-    clear_failures("sign_pin", v.openid)
+    problem = _employer_intent_problem()
+    if problem:
+        return _sign_page(a, problem, 400)
     try:
         return _done(workflow.employer_sign(v.actor(), a.id, int(raw_seal), expected_version()))
     except workflow.InvalidInput as exc:
         return _sign_page(a, exc.message, 400)
+
+
+def _student_intent_problem(a: Agreement) -> str:
+    """A legally binding step by the student (signing, agreeing to a termination) is confirmed by
+    re-entering the last six ID characters: "" when they match, else what to tell the student.
+    Failures are throttled per openid (429 after too many)."""
+    v = current_viewer()
+    assert v.student is not None
+    if throttled("sign_id", v.openid):
+        raise _too_many()
+    if not forms.same_secret(request.form.get("id_last6", ""), a.id_number[-6:]):
+        record_failure("sign_id", v.openid)
+        return T.ID_LAST6_WRONG
+    clear_failures("sign_id", v.openid)
+    return ""
+
+
+def _employer_intent_problem() -> str:
+    """The employer user's binding steps (signing, starting a termination) are confirmed with the
+    signing PIN: "" when it is right, else what to tell the user. Failures are throttled per openid."""
+    v = current_viewer()
+    assert v.employer_user is not None
+    if throttled("sign_pin", v.openid):
+        raise _too_many()
+    pin_hash = v.employer_user.signing_pin_hash
+    if not pin_hash:
+        return T.PIN_NOT_SET
+    if not check_password_hash(pin_hash, request.form.get("pin", "")):
+        record_failure("sign_pin", v.openid)
+        return T.PIN_WRONG
+    clear_failures("sign_pin", v.openid)
+    return ""
 
 
 # ---------------------------------------------------------------- termination
@@ -302,16 +323,27 @@ def termination(agreement_id: int) -> Any:
         return render_template(page, viewer=v, a=a, pending=pending, errors={}, message="")
     action = request.form.get("action", "")
     actor = v.actor()
+
+    def again(errors: dict[str, str], message: str) -> Any:
+        return render_template(page, viewer=v, a=a, pending=pending, errors=errors, message=message), 400
+
     try:
         if v.role == "employer" and action == "initiate":
-            return _done(workflow.initiate_termination(actor, a.id, forms.text(request.form, "reason", 600),
-                                                       expected_version()))
+            reason = forms.text(request.form, "reason", 600)
+            if not reason.strip():
+                return again({"reason": T.TERMINATION_REASON}, T.TERMINATION_REASON)
+            problem = _employer_intent_problem()
+            if problem:
+                return again({"pin": problem}, problem)
+            return _done(workflow.initiate_termination(actor, a.id, reason, expected_version()))
         if v.role == "student" and action == "agree":
+            problem = _student_intent_problem(a)
+            if problem:
+                return again({"id_last6": problem}, problem)
             return _done(workflow.agree_termination(actor, a.id, expected_version()))
         if v.role == "student" and action == "refuse":
             return _done(workflow.refuse_termination(actor, a.id, forms.text(request.form, "note", 500),
                                                      expected_version()))
     except workflow.InvalidInput as exc:
-        return render_template(page, viewer=v, a=a, pending=pending, errors={"reason": exc.message},
-                               message=exc.message), 400
+        return again({"reason": exc.message}, exc.message)
     raise _wrong_state(a, T.NO_SUCH_ACTION)

@@ -64,6 +64,7 @@ PDF_NOT_READY = "该协议的PDF文件尚未生成。"
 PDF_UNREADABLE = "该协议的PDF文件暂时无法读取，请稍后再试。"
 EVIDENCE_NOT_READY = "该协议的签署证据报告尚未生成。"
 REJECT_REASON = "请填写拒绝原因（不超过500字）"
+TERMINATION_REASON = "请填写解约原因（不超过500字）"
 ENDED = "协议已结束：{status}{reason}"
 NEXT_STEP = {
     # status -> (the student's next step, the employer's)

@@ -441,21 +441,52 @@ def test_termination_employer_starts_student_answers(app: Any, world: World, ans
     hr, phone = employer_phone(app, world), student_phone(app, world)
     assert phone.get(f"/m/agreements/{a.id}/termination").status_code == 409
     r = hr.post(f"/m/agreements/{a.id}/termination",
-                {"action": "initiate", "version": a.version, "reason": ""})
-    assert r.status_code == 400 and "请填写原因" in text(r)
+                {"action": "initiate", "version": a.version, "reason": " ", "pin": factories.PIN})
+    assert r.status_code == 400 and "请填写解约原因" in text(r)
+    # starting a termination binds the unit: the signing PIN confirms it
     r = hr.post(f"/m/agreements/{a.id}/termination", {"action": "initiate", "version": a.version,
-                                                       "reason": "岗位调整"})
+                                                       "reason": "岗位调整", "pin": "000000"})
+    assert r.status_code == 400 and "签署密码不正确" in text(r)
+    assert Agreement.get_by_id(a.id).status == "completed"
+    r = hr.post(f"/m/agreements/{a.id}/termination", {"action": "initiate", "version": a.version,
+                                                       "reason": "岗位调整", "pin": factories.PIN})
     assert r.status_code == 302
     a = Agreement.get_by_id(a.id)
     assert a.status == "terminating"
-    assert "岗位调整" in text(phone.get(f"/m/agreements/{a.id}/termination"))
+    page = text(phone.get(f"/m/agreements/{a.id}/termination"))
+    assert "岗位调整" in page and "身份证号后六位" in page
     # the employer cannot answer for the student
     r = hr.post(f"/m/agreements/{a.id}/termination", {"action": "agree", "version": a.version})
     assert r.status_code == 409
+    if answer == "agree":  # agreeing ends the agreement: the student confirms with the ID's last six
+        r = phone.post(f"/m/agreements/{a.id}/termination",
+                       {"action": "agree", "version": a.version, "id_last6": "000000"})
+        assert r.status_code == 400 and "身份证号后六位不正确" in text(r)
+        assert Agreement.get_by_id(a.id).status == "terminating"
     r = phone.post(f"/m/agreements/{a.id}/termination",
-                   {"action": answer, "version": a.version, "note": "不同意"})
+                   {"action": answer, "version": a.version, "note": "不同意",
+                    "id_last6": world.student.id_number[-6:]})
     assert r.status_code == 302
     assert Agreement.get_by_id(a.id).status == final
+
+
+@pytest.mark.parametrize("who", ["student", "employer"])
+def test_termination_confirmation_is_throttled(app: Any, world: World, who: str) -> None:
+    """Guessing the ID's last six or the PIN on the termination page counts with the signing page's
+    failures: after five wrong tries both answer 429, also to the right value."""
+    a = world.agreement_at("terminating" if who == "student" else "completed")
+    if who == "student":
+        phone, field, right, action = student_phone(app, world), "id_last6", world.student.id_number[-6:], "agree"
+    else:
+        phone, field, right, action = employer_phone(app, world), "pin", factories.PIN, "initiate"
+    for _ in range(5):
+        r = phone.post(f"/m/agreements/{a.id}/termination",
+                       {"action": action, "version": a.version, "reason": "调整", field: "999999"})
+        assert r.status_code == 400
+    r = phone.post(f"/m/agreements/{a.id}/termination",
+                   {"action": action, "version": a.version, "reason": "调整", field: right})
+    assert r.status_code == 429 and "验证失败次数过多" in text(r)
+    assert Agreement.get_by_id(a.id).status == a.status
 
 
 @pytest.mark.parametrize("who,expected", [("nobody", "请先绑定身份"), ("student", "申请就业协议"),

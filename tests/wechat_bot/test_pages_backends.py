@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from models import Agreement, WechatBinding
+from tests import factories
 from tests.wechat_bot import test_pages as pages_tests
 from tests.wechat_bot.test_pages import Phone, bind_form
 
@@ -33,6 +34,7 @@ def test_life_cycle_and_stale_tab(app: Any, world: Any) -> None:
     pages_tests.test_whole_life_cycle_through_the_pages(app, world)
     a = Agreement.get()  # completed; the employer user "o_hr" now submits a stale termination form
     r = Phone(app, "o_hr").post(f"/m/agreements/{a.id}/termination",
-                                {"action": "initiate", "version": a.version - 1, "reason": "调整"})
+                                {"action": "initiate", "version": a.version - 1, "reason": "调整",
+                                 "pin": factories.PIN})
     assert r.status_code == 409 and "协议已被他人更新" in r.get_data(as_text=True)
     assert Agreement.get_by_id(a.id).status == "completed"
