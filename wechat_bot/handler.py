@@ -21,26 +21,21 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import re
 import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl
-from xml.etree import ElementTree
 
-import xmltodict
 from flask import Blueprint, Flask, Response, current_app, request
 from wechatpy import create_reply
 from wechatpy.crypto import WeChatCrypto
-from wechatpy.events import EVENT_TYPES
-from wechatpy.messages import MESSAGE_TYPES, UnknownMessage
 from wechatpy.utils import WeChatSigner
 
 import models
 from settings import Settings
-from wechat_bot import push, replies
+from wechat_bot import inbound, push, replies
 from wechat_bot.records import WechatDeliveryReport, WechatMessageSeen
 
 log = logging.getLogger(__name__)
@@ -57,14 +52,6 @@ PASSIVE_TEXT_BYTES = 2000
 """A passive text reply longer than this (WeChat's limit is 2048 bytes) is split; the rest is sent later."""
 PURGE_EVERY = 1000
 """On average once per this many messages, forget database keys older than a day."""
-
-_ENTITY = re.compile(r"<!\s*(DOCTYPE|ENTITY|ELEMENT|ATTLIST)", re.IGNORECASE)
-_OPENID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-
-
-class BadMessage(Exception):
-    """The body is not a well-formed WeChat message (answered with 400)."""
-
 
 @bp.route("/wechat", methods=["GET", "POST"])
 def wechat() -> Response:
@@ -90,7 +77,7 @@ def respond(settings: Settings, method: str, args: Mapping[str, str],
         return 403, "text/plain", "stale timestamp"
     try:
         body = read_body()
-    except BadMessage as exc:
+    except inbound.BadMessage as exc:
         log.info("wechat: refused a message: %s", exc)
         return 400, "text/plain", "bad request"
     if body is None:
@@ -104,10 +91,10 @@ def respond(settings: Settings, method: str, args: Mapping[str, str],
             xml = _decrypt(crypto, body, args.get("msg_signature", ""), timestamp, nonce)
         else:
             xml = body
-        msg, fields = _parse(xml)
+        msg, fields = inbound.parse(xml)
     except _Forbidden:
         return 403, "text/plain", "forbidden"
-    except BadMessage as exc:
+    except inbound.BadMessage as exc:
         log.info("wechat: refused a message: %s", exc)
         return 400, "text/plain", "bad request"
     reply_xml = _process(settings, msg, message_key(fields))
@@ -195,7 +182,7 @@ def _flask_body() -> bytes | None:
 def _wsgi_body(environ: dict[str, Any]) -> bytes | None:
     """The body from the WSGI environ, with werkzeug's rules: read at most Content-Length bytes; with no
     length, read only a stream the server has terminated (chunked), else there is no body. A body
-    that cannot be read is a :class:`BadMessage`."""
+    that cannot be read is a :class:`inbound.BadMessage`."""
     try:
         declared = int(environ.get("CONTENT_LENGTH") or -1)
     except ValueError:
@@ -211,118 +198,28 @@ def _wsgi_body(environ: dict[str, Any]) -> bytes | None:
         else:
             return b""
     except (OSError, ValueError) as exc:  # a broken chunked encoding, a client gone mid-body
-        raise BadMessage(f"body could not be read ({type(exc).__name__})") from exc
+        raise inbound.BadMessage(f"body could not be read ({type(exc).__name__})") from exc
     return None if len(data) > MAX_BODY_BYTES else data
 
 
 def _crypto(settings: Settings) -> WeChatCrypto:
     key = settings.wechat.encoding_aes_key
     if not key:
-        raise BadMessage("encrypted message but no encoding_aes_key configured")
+        raise inbound.BadMessage("encrypted message but no encoding_aes_key configured")
     return WeChatCrypto(settings.wechat.token, key, settings.wechat.appid)
 
 
-def _utf8(data: bytes | str) -> str:
-    """WeChat sends UTF-8; anything else (UTF-16 could hide a DOCTYPE from a byte search) is refused."""
-    if isinstance(data, str):
-        return data
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise BadMessage("body is not UTF-8") from exc
-
-
-def _xml_dict(text: str) -> dict[str, Any]:
-    """The children of <xml>, parsed only after DTDs and entities were ruled out (xmltodict's
-    ``disable_entities`` would also refuse them: two locks)."""
-    if _ENTITY.search(text):
-        raise BadMessage("DTD/entity declarations are not accepted")
-    flat = _flat_xml(text)
-    if flat is not None:
-        return flat
-    try:
-        # A str is handed to expat as UTF-8 whatever its XML declaration says.
-        doc = xmltodict.parse(text, disable_entities=True)
-    except Exception as exc:  # noqa: BLE001 - expat and xmltodict raise several kinds
-        raise BadMessage(f"not XML ({type(exc).__name__})") from exc
-    root = doc.get("xml") if isinstance(doc, dict) else None
-    if not isinstance(root, dict):
-        raise BadMessage("root element is not <xml> with children")
-    return root
-
-
-def _flat_xml(text: str) -> dict[str, Any] | None:
-    """The common case quickly: ``<xml>`` with text-only children, parsed by the C ElementTree parser
-    (a sixth of a message's cost with xmltodict). Anything else – nested elements, attributes,
-    repeated tags, not XML at all – returns None and takes the xmltodict path with its checks."""
-    try:
-        root = ElementTree.fromstring(text)
-    except ElementTree.ParseError:
-        return None
-    if root.tag != "xml" or root.attrib or len(root) == 0:
-        return None
-    fields: dict[str, Any] = {}
-    for child in root:
-        if len(child) or child.attrib or child.tag in fields:
-            return None
-        fields[child.tag] = child.text
-    return fields
-
-
 def _decrypt(crypto: WeChatCrypto, body: bytes, msg_signature: str, timestamp: str, nonce: str) -> str:
-    envelope = _xml_dict(_utf8(body))
+    envelope = inbound.xml_fields(inbound.utf8(body))
     encrypt = envelope.get("Encrypt")
     if not isinstance(encrypt, str) or not encrypt:
-        raise BadMessage("safe mode without Encrypt")
+        raise inbound.BadMessage("safe mode without Encrypt")
     if not _signed(msg_signature, crypto.token, timestamp, nonce, encrypt):
         raise _Forbidden()
     try:
         return str(crypto.decrypt_message({"Encrypt": encrypt}, msg_signature, timestamp, nonce))
     except Exception as exc:  # noqa: BLE001 - wrong key: bad padding, bad length, bad UTF-8, wrong appid
-        raise BadMessage(f"Encrypt does not decrypt ({type(exc).__name__})") from exc
-
-
-def _parse(data: bytes | str) -> tuple[Any, dict[str, Any]]:
-    """A wechatpy message object (and the raw fields) from checked XML."""
-    xml = _utf8(data)
-    fields = _xml_dict(xml)
-    for name in ("ToUserName", "FromUserName", "CreateTime", "MsgType"):
-        if not isinstance(fields.get(name), str) or not fields[name]:
-            raise BadMessage(f"missing {name}")
-    if not _OPENID.match(fields["FromUserName"]) or not _OPENID.match(fields["ToUserName"]):
-        raise BadMessage("malformed FromUserName or ToUserName")
-    if not fields["CreateTime"].isdigit():
-        raise BadMessage("malformed CreateTime")
-    for name in ("MsgId", "MsgID"):
-        if fields.get(name) is not None and not str(fields[name]).isdigit():
-            raise BadMessage(f"malformed {name}")
-    if fields.get("Event") is not None and not isinstance(fields["Event"], str):
-        raise BadMessage("malformed Event")
-    try:
-        return _message_from(dict(fields)), fields
-    except Exception as exc:  # noqa: BLE001 - wechatpy assumes well-typed fields
-        raise BadMessage(f"not a WeChat message ({type(exc).__name__})") from exc
-
-
-def _message_from(message: dict[str, Any]) -> Any:
-    """wechatpy's ``parse_message`` on the fields already parsed (it would parse the XML a second
-    time, a tenth of the time a message costs): the same choice of message/event class."""
-    message_type = message["MsgType"].lower()
-    if message_type != "event" and not message_type.startswith("device_"):
-        return MESSAGE_TYPES.get(message_type, UnknownMessage)(message)
-    event_type = message["Event"].lower() if "Event" in message else None
-    if event_type is None and message_type.startswith("device_"):
-        event_type = message_type
-    elif message_type.startswith("device_"):
-        event_type = f"device_{event_type}"
-    event_key = message.get("EventKey")
-    if event_type == "subscribe" and isinstance(event_key, str) and event_key:
-        if event_key.startswith(("scanbarcode|", "scanimage|")):
-            event_type = message["Event"] = "subscribe_scan_product"
-        elif event_key.startswith("qrscene_"):
-            event_type = message["Event"] = "subscribe_scan"
-            message["EventKey"] = event_key[len("qrscene_"):]
-    return EVENT_TYPES.get(event_type, UnknownMessage)(message)
+        raise inbound.BadMessage(f"Encrypt does not decrypt ({type(exc).__name__})") from exc
 
 
 # ---------------------------------------------------------------- de-duplication and dispatch
@@ -443,7 +340,7 @@ def _render(reply: replies.Reply, msg: Any) -> str:
 def text_reply_xml(msg: Any, content: str) -> str:
     """A passive text reply, as wechatpy's ``TextReply.render`` writes it, without its per-field
     descriptor machinery (a tenth of what answering a message costs). ``content`` must already be
-    free of ``]]>``; both user names were checked by :func:`_parse`."""
+    free of ``]]>``; both user names were checked by :func:`inbound.parse`."""
     return (f"<xml>\n<MsgType><![CDATA[text]]></MsgType>\n"
             f"<FromUserName><![CDATA[{msg.target}]]></FromUserName>\n"
             f"<ToUserName><![CDATA[{msg.source}]]></ToUserName>\n"
