@@ -4,7 +4,8 @@ Flask + wechatpy echo endpoint (bench/echo_app.py) under the same gunicorn, same
 * Throughput: a closed loop of concurrent keep-alive clients for a fixed time (wrk with a Lua script
   when the Debian package is installed – `make bench` installs it – else a Python generator); every
   message has its own MsgId, so tripact's de-duplication really inserts a row each time. Both servers
-  run side by side and are measured in alternating rounds; the medians are compared.
+  run side by side and are measured in short alternating rounds (ABBA order); `ratio` is the median of
+  the rounds' ratios, which cancels the drift of a shared machine's speed (2x within a minute here).
 * Latency: an open loop at a fixed 200 messages/s for a few seconds; p99 of the response times.
 
 Ends with `baseline_msgs_per_second`, `tripact_msgs_per_second`, `ratio` and `p99_ms` (tripact's,
@@ -29,8 +30,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "benchtoken"
-DURATION = float(os.environ.get("BENCH_SECONDS", "4"))
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+DURATION = float(os.environ.get("BENCH_SECONDS", "3"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "8"))
 RATE = 200
 CONNECTIONS = 16
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "")
@@ -185,13 +186,15 @@ def main() -> None:
             port = free_port()
             servers[name] = (port, start_gunicorn(target, port, env))
             check_reply(port)
-        # alternate the two, several rounds, so that both meet the same machine state; medians
+        # Alternate the two in short rounds, each round's order the reverse of the last (ABBA), so that
+        # both meet the same machine state: on a shared machine the speed drifts by 2x within a minute.
+        # The ratio is the median of the rounds' ratios, each taken from two back-to-back runs.
         rates: dict[str, list[float]] = {"baseline": [], "tripact": []}
         base_id = 10_000_000
-        for _ in range(ROUNDS):
-            for name, (port, _proc) in servers.items():
+        for i in range(ROUNDS):
+            for name in (("baseline", "tripact") if i % 2 == 0 else ("tripact", "baseline")):
                 base_id += 1_000_000
-                rates[name].append(throughput(port, base_id))
+                rates[name].append(throughput(servers[name][0], base_id))
         p99 = {name: p99_at_rate(port, 90_000_000 + i * 1_000_000)
                for i, (name, (port, _proc)) in enumerate(servers.items())}
     finally:
@@ -199,16 +202,19 @@ def main() -> None:
             proc.terminate()
             proc.wait(15)
     results = {name: (statistics.median(rates[name]), p99[name]) for name in rates}
+    ratio = statistics.median(t / b for t, b in zip(rates["tripact"], rates["baseline"], strict=True))
     shutil.rmtree(tmp, ignore_errors=True)
     (b_rate, b_p99), (t_rate, t_p99) = results["baseline"], results["tripact"]
     generator = "wrk" if shutil.which("wrk") else "python"
-    print(f"# medians of {ROUNDS} alternating rounds of {DURATION:.0f} s closed loop with {CONNECTIONS} "
+    print(f"# medians of {ROUNDS} alternating (ABBA) rounds of {DURATION:.0f} s closed loop with {CONNECTIONS} "
           f"connections ({generator}); "
           f"p99 over 5 s at {RATE} msg/s; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     print(f"baseline_p99_ms {b_p99:.1f}")
     print(f"baseline_msgs_per_second {b_rate:.1f}")
     print(f"tripact_msgs_per_second {t_rate:.1f}")
-    print(f"ratio {t_rate / b_rate:.2f}")
+    print("# per round, baseline/tripact msg/s: "
+          + " ".join(f"{b:.0f}/{t:.0f}" for b, t in zip(rates["baseline"], rates["tripact"], strict=True)))
+    print(f"ratio {ratio:.2f}")
     print(f"p99_ms {t_p99:.1f}")
 
 
