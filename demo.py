@@ -1,5 +1,5 @@
 """`tripact demo`: seed a demo province – 2 schools with branches and levels, rosters, enterprise and
-non-enterprise employers, seals, and agreements in every state, all made through workflow.py so
+non-enterprise employers, seals, and agreements in every state, all made through workflow/ so
 that every event chain and outbox entry is real.
 
 Demo log-ins (printed by the command) use the password ``demo1234``: for the demo only.

@@ -1,7 +1,7 @@
 """peewee models, the database proxy and schema versioning.
 
 One database proxy, bound at start-up by :func:`init_db` from a peewee database URL (sqlite,
-postgresql, mysql). Queries live on the models; rules that span models live in ``workflow.py``.
+postgresql, mysql). Queries live on the models; rules that span models live in ``workflow/``.
 Times are stored as naive UTC.
 """
 from __future__ import annotations
@@ -217,7 +217,7 @@ class AgreementSerial(BaseModel):
 
 class Agreement(BaseModel):
     """One tripartite agreement. The parties' data is a snapshot taken when it was made, so the
-    document never changes when a roster or employer record does. Only workflow.py changes ``status``.
+    document never changes when a roster or employer record does. Only workflow/ changes ``status``.
     ``version`` is bumped by every transition (optimistic locking). ``live_student`` equals the
     student's id while the agreement is live and is NULL otherwise: its unique index makes the
     database itself refuse a second live agreement for one student."""
