@@ -15,7 +15,6 @@ keep one :class:`AgreementSigner` per process.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import functools
 import io
@@ -39,6 +38,7 @@ from pyhanko.stamp import StaticStampStyle
 from pyhanko_certvalidator import ValidationContext
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
+from . import _sync
 from .errors import SignatureFailed, TimestampError
 from .pki import PlatformPKI
 from .render import SIGNATURE_BOXES, Party
@@ -246,7 +246,7 @@ class AgreementSigner:
     @staticmethod
     def _run(coro: Any) -> io.BytesIO:
         try:
-            result: io.BytesIO = asyncio.run(coro)
+            result: io.BytesIO = _sync.run(coro)
         except SignatureFailed:
             raise
         except TimestampRequestError as exc:

@@ -17,7 +17,6 @@ archive when one was consulted), 1 = anything wrong, 2 = not a readable PDF.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import hashlib
 import io
@@ -40,6 +39,7 @@ from pyhanko.sign.validation.dss import DocumentSecurityStore
 from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature
 from pyhanko_certvalidator import ValidationContext
 
+from . import _sync
 from . import verify_texts as T
 from .report import ArchiveMatch, SignatureReport, VerificationReport, exit_code
 
@@ -97,7 +97,7 @@ def verify_pdf(
     try:
         roots = [_as_asn1(c) for c in trust_roots]
         extra_crls = [asn1_crl.CertificateList.load(c) for c in crls]
-        sigs = asyncio.run(_check_all(reader, embedded, roots, extra_crls, total))
+        sigs = _sync.run(_check_all(reader, embedded, roots, extra_crls, total))
     except Exception as exc:  # damaged signature structures: still a verdict, never a crash
         log.warning("signature check failed for sha256=%s: %s", sha[:16], exc, exc_info=True)
         problem = (T.DAMAGED[0] + f"（{exc}）", T.DAMAGED[1] + f" ({exc})")

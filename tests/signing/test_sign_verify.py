@@ -256,3 +256,19 @@ def test_multi_page_agreement_signs_on_the_last_page(
     assert len(reader.root["/Pages"]["/Kids"]) >= 2
     annots = {str(a.get_object().get("/T")) for a in last_page.get_object()["/Annots"]}
     assert {"Sig_Student", "Sig_School", "Sig_Employer"} <= annots
+
+
+# ---------------------------------------------------------------- callers with a running event loop
+def test_signing_and_verifying_work_inside_a_running_event_loop(signer: AgreementSigner, pki: PlatformPKI) -> None:
+    """An async caller (an async web framework, a notebook) calls the synchronous API from a thread
+    whose loop is running: asyncio.run would refuse ("cannot be called from a running event loop")."""
+    import asyncio
+
+    async def caller() -> tuple[bytes, object]:
+        asyncio.get_running_loop()  # there is one
+        pdfs = sign_all(signer, make_agreement())
+        return pdfs["final"], _verify(pdfs["final"], pki)
+
+    pdf, report = asyncio.run(caller())
+    assert report.ok, report.reason_en  # type: ignore[attr-defined]
+    assert len(report.signatures) == 4  # type: ignore[attr-defined]
