@@ -40,6 +40,7 @@ class Storage(Protocol):
     def get(self, key: str) -> bytes: ...
     def exists(self, key: str) -> bool: ...
     def delete(self, key: str) -> None: ...
+    def keys(self, prefix: str) -> list[str]: ...
     def check(self) -> None: ...
 
 
@@ -75,6 +76,14 @@ class LocalStorage:
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
+
+    def keys(self, prefix: str) -> list[str]:
+        """Every key under the folder ``prefix`` (a key itself), sorted; half-written files excluded."""
+        base = self._path(prefix.rstrip("/"))
+        if not base.is_dir():
+            return []
+        return sorted(p.relative_to(self.root).as_posix() for p in base.rglob("*")
+                      if p.is_file() and not p.name.startswith(".tmp-"))
 
     def check(self) -> None:
         """Write, read back and delete a probe object."""
@@ -124,14 +133,37 @@ class S3Storage:
         try:
             self.client.head_object(Bucket=self.bucket, Key=check_key(key))
             return True
-        except Exception:  # noqa: BLE001 - botocore raises ClientError 404
-            return False
+        except Exception as exc:  # noqa: BLE001 - botocore: ClientError 404 means "no such key"
+            if _error_code(exc) in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise StorageError(f"cannot check {key}: {type(exc).__name__}") from exc
 
     def delete(self, key: str) -> None:
-        self.client.delete_object(Bucket=self.bucket, Key=check_key(key))
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=check_key(key))
+        except Exception as exc:  # noqa: BLE001
+            raise StorageError(f"cannot delete {key}: {type(exc).__name__}") from exc
+
+    def keys(self, prefix: str) -> list[str]:
+        """Every key under the folder ``prefix``, sorted."""
+        folder = check_key(prefix.rstrip("/")) + "/"
+        try:
+            pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=folder)
+            return sorted(obj["Key"] for page in pages for obj in page.get("Contents", []))
+        except Exception as exc:  # noqa: BLE001
+            raise StorageError(f"cannot list {prefix}: {type(exc).__name__}") from exc
 
     def check(self) -> None:
-        self.client.head_bucket(Bucket=self.bucket)
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except Exception as exc:  # noqa: BLE001
+            raise StorageError(f"bucket {self.bucket} not reachable: {type(exc).__name__}") from exc
+
+
+def _error_code(exc: Exception) -> str:
+    """botocore's error code of a ClientError ("" for anything else)."""
+    response = getattr(exc, "response", None)
+    return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
 
 
 _current: Storage | None = None

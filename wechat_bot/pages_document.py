@@ -3,7 +3,8 @@
 The PDF is the signed one once the student has signed (``document_key``); before that it is rendered
 unsigned from the agreement's current content, exactly as the signing step will render it. Pages are
 rasterised with poppler's ``pdftoppm`` and kept in the store per revision (the document hash, or the
-content digest for the unsigned rendering), so each revision is rasterised once. When rendering or
+content digest for the unsigned rendering), so each revision is rasterised once; a new revision's
+images replace the earlier revisions' in the store. When rendering or
 rasterising is impossible (no poppler, a font missing) the pages show the agreement's data as HTML.
 """
 from __future__ import annotations
@@ -36,8 +37,12 @@ def revision_tag(a: Agreement) -> str:
     return (a.document_sha256 if a.document_key else "u" + content_digest(a))[:17]
 
 
+def _pages_folder(a: Agreement) -> str:
+    return f"agreements/{a.graduation_year}/{a.number}/pages"
+
+
 def _page_key(a: Agreement, tag: str, page: int) -> str:
-    return f"agreements/{a.graduation_year}/{a.number}/pages/{tag}-{page}.png"
+    return f"{_pages_folder(a)}/{tag}-{page}.png"
 
 
 def _source_pdf(a: Agreement) -> bytes:
@@ -74,14 +79,32 @@ def page_count(a: Agreement) -> int:
     # Last page first: page 1 marks the revision as complete, so a crash half-way is redone.
     for n in range(len(pages), 0, -1):
         store.put(_page_key(a, tag, n), pages[n - 1], "image/png")
+    _forget_other_revisions(a, tag)
     return len(pages)
+
+
+def _forget_other_revisions(a: Agreement, tag: str) -> None:
+    """Delete the page images of the agreement's earlier revisions: only the current revision is ever
+    shown (its tag is in every image URL), and each revision costs a few hundred KB – over a
+    season's hundreds of thousands of agreements, the store would keep every intermediate state.
+    A failure here costs only space, so it is logged, not raised."""
+    store = storage.get_storage()
+    try:
+        for key in store.keys(_pages_folder(a)):
+            if not key.rsplit("/", 1)[-1].startswith(tag + "-"):
+                store.delete(key)
+    except storage.StorageError as exc:
+        log.warning("agreement %s: old page images not deleted: %s", a.id, exc)
 
 
 def page_image(a: Agreement, page: int) -> bytes | None:
     """The PNG of one page of the agreement's current revision, or None when there is no such page."""
     if not 1 <= page <= MAX_PAGES or page > page_count(a):
         return None
-    return storage.get_storage().get(_page_key(a, revision_tag(a), page))
+    try:
+        return storage.get_storage().get(_page_key(a, revision_tag(a), page))
+    except storage.NotFound:  # a newer revision's request removed it just now: the page reloads
+        return None
 
 
 def document_view(a: Agreement) -> dict[str, object]:

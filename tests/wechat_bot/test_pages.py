@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from PIL import Image, ImageDraw
 
+import storage
 import wechat_bot.pages_store  # noqa: F401 - registers the pages' tables before the schema is made
 import wechat_bot.records  # noqa: F401
 import wechat_bot.store  # noqa: F401
@@ -558,6 +559,12 @@ def test_sign_page_shows_the_pages_and_a_new_revision_gets_new_images(app: Any, 
                                                       "id_last6": a.id_number[-6:]}).status_code == 302
     after = _page_urls(text(phone.get(f"/m/agreements/{a.id}")))
     assert after and set(after).isdisjoint(before)  # the signed PDF's pages, under a new revision tag
+    # only the shown revision's images stay in the store
+    a = Agreement.get_by_id(a.id)
+    stored = storage.get_storage().keys(f"agreements/{a.graduation_year}/{a.number}/pages")
+    tag = after[0].rsplit("v=", 1)[1]
+    assert len(stored) == len(after) and all(k.rsplit("/", 1)[1].startswith(tag + "-") for k in stored)
+    assert phone.get(before[0]).status_code == 200  # an old URL shows the current revision's page
 
 
 def test_without_poppler_the_document_is_html(app: Any, world: World,
