@@ -28,10 +28,12 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl
 
+import werkzeug.urls  # noqa: F401 - registers the "werkzeug.url_quote" codec error handler
 from flask import Blueprint, Flask, Response, current_app, request
 from wechatpy import create_reply
 from wechatpy.crypto import WeChatCrypto
 from wechatpy.utils import WeChatSigner
+from werkzeug.wsgi import get_content_length
 
 import models
 from settings import Settings
@@ -63,14 +65,14 @@ def wechat() -> Response:
 
 def respond(settings: Settings, method: str, args: Mapping[str, str],
             read_body: Callable[[], bytes | None]) -> tuple[int, str, str]:
-    """The whole endpoint: (status, mimetype, body) for one request. GET is the URL check, POST a
-    message or event; ``read_body`` returns the body, or None when it is larger than MAX_BODY_BYTES."""
+    """The whole endpoint: (status, mimetype, body) for one request. GET (and HEAD) is the URL check,
+    POST a message or event; ``read_body`` returns the body, or None when it exceeds MAX_BODY_BYTES."""
     token = settings.wechat.token
     timestamp = args.get("timestamp", "")
     nonce = args.get("nonce", "")
     if not token or not _signed(args.get("signature", ""), token, timestamp, nonce):
         return 403, "text/plain", "forbidden"
-    if method == "GET":
+    if method in ("GET", "HEAD"):  # Flask answers HEAD with the GET view (and drops the body)
         echostr = args.get("echostr")
         return (200, "text/plain", echostr) if echostr is not None else (400, "text/plain", "missing echostr")
     if not _fresh(timestamp):
@@ -125,7 +127,9 @@ class MessageLane:
         if environ.get("PATH_INFO") != "/wechat" or method not in ("GET", "POST"):
             return self.wsgi_app(environ, start_response)
         args: dict[str, str] = {}
-        for name, value in parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True):
+        # decoded as werkzeug's request.args decodes it: the raw bytes as UTF-8, invalid escapes kept
+        query = environ.get("QUERY_STRING", "").encode("latin-1").decode("utf-8", "replace")
+        for name, value in parse_qsl(query, keep_blank_values=True, errors="werkzeug.url_quote"):
             args.setdefault(name, value)  # the first of repeated parameters, as request.args.get
         try:
             models.db.connect(reuse_if_open=True)
@@ -180,23 +184,22 @@ def _flask_body() -> bytes | None:
 
 
 def _wsgi_body(environ: dict[str, Any]) -> bytes | None:
-    """The body from the WSGI environ, with werkzeug's rules: read at most Content-Length bytes; with no
-    length, read only a stream the server has terminated (chunked), else there is no body. A body
-    that cannot be read is a :class:`inbound.BadMessage`."""
-    try:
-        declared = int(environ.get("CONTENT_LENGTH") or -1)
-    except ValueError:
-        declared = -1
-    if declared > MAX_BODY_BYTES:
+    """The body from the WSGI environ by werkzeug's rules (``get_input_stream``): a stream the server
+    terminates (chunked; gunicorn always) is read as it is; otherwise at most Content-Length bytes,
+    none without a length, and a malformed length or one beside ``Transfer-Encoding: chunked``
+    counts as werkzeug counts it. None when the body is larger than MAX_BODY_BYTES; a body that
+    cannot be read is a :class:`inbound.BadMessage`."""
+    declared = get_content_length(environ)
+    if declared is not None and declared > MAX_BODY_BYTES:
         return None
     stream = environ["wsgi.input"]
     try:
-        if declared >= 0:
-            data = stream.read(declared)
-        elif environ.get("wsgi.input_terminated"):
+        if environ.get("wsgi.input_terminated"):
             data = stream.read(MAX_BODY_BYTES + 1)
-        else:
+        elif declared is None:
             return b""
+        else:
+            data = stream.read(declared)
     except (OSError, ValueError) as exc:  # a broken chunked encoding, a client gone mid-body
         raise inbound.BadMessage(f"body could not be read ({type(exc).__name__})") from exc
     return None if len(data) > MAX_BODY_BYTES else data

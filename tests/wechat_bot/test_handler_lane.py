@@ -204,3 +204,39 @@ def test_broken_chunked_body_is_a_400(live: Any) -> None:
         while chunk := sock.recv(65536):
             answer += chunk
     assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+
+
+@pytest.mark.parametrize("raw_echostr", ["%FFab", "é", "%E4%BD%A0%E5%A5%BD", "a+b%20c", "%zz"])
+def test_query_strings_are_decoded_alike(both: Any, client: Any, settings: Any, raw_echostr: str) -> None:
+    """The lane reads QUERY_STRING as werkzeug's request.args does (raw UTF-8, invalid escapes kept)."""
+    query = urllib.parse.urlencode(_signed_query(settings.wechat.token)) + "&echostr=" + raw_echostr
+    environ = {"QUERY_STRING": query.encode("utf-8").decode("latin-1")}  # as a WSGI server hands it over
+    lane, view = both(lambda: client.get("/wechat", environ_overrides=environ))
+    assert lane.status_code == view.status_code == 200
+    assert lane.get_data() == view.get_data()
+
+
+@pytest.mark.parametrize("content_length,chunked", [("2_7_3", False), ("+20", False), ("-5", False), ("abc", False),
+                                                    ("20", True)])
+def test_odd_content_lengths_are_read_alike(both: Any, client: Any, settings: Any, content_length: str,
+                                            chunked: bool) -> None:
+    body = text_xml(OPENID, "帮助").encode()
+    environ = {"CONTENT_LENGTH": content_length}
+    if chunked:  # a length beside Transfer-Encoding: chunked is ignored
+        environ["HTTP_TRANSFER_ENCODING"] = "chunked"
+
+    def send() -> Any:
+        return client.post("/wechat", query_string=_signed_query(settings.wechat.token), data=body,
+                           content_type="text/xml", environ_overrides=environ)
+
+    lane, view = both(send)
+    assert (lane.status_code, _fields(lane)) == (view.status_code, _fields(view))
+
+
+def test_head_is_a_url_check_not_a_message(both: Any, client: Any, settings: Any) -> None:
+    before = models.db.execute_sql("SELECT COUNT(*) FROM wechat_message_seen").fetchone()[0]
+    query = _signed_query(settings.wechat.token, echostr="42")
+    lane, view = both(lambda: client.open("/wechat", method="HEAD", query_string=query,
+                                          data=text_xml(OPENID, "帮助").encode(), content_type="text/xml"))
+    assert lane.status_code == view.status_code == 200 and lane.get_data() == b""
+    assert models.db.execute_sql("SELECT COUNT(*) FROM wechat_message_seen").fetchone()[0] == before
