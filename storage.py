@@ -28,6 +28,14 @@ class NotFound(StorageError):
     """No object under that key."""
 
 
+def _is_key(key: str) -> bool:
+    try:
+        check_key(key)
+        return True
+    except StorageError:
+        return False
+
+
 def check_key(key: str) -> str:
     """Return ``key`` if it is a safe relative key, else raise StorageError."""
     if not isinstance(key, str) or len(key) > 250 or not _KEY_RE.match(key) or ".." in key.split("/"):
@@ -78,12 +86,13 @@ class LocalStorage:
         self._path(key).unlink(missing_ok=True)
 
     def keys(self, prefix: str) -> list[str]:
-        """Every key under the folder ``prefix`` (a key itself), sorted; half-written files excluded."""
+        """Every key under the folder ``prefix`` (a key itself), sorted; names that are not valid keys
+        (half-written ``.tmp-`` files, ``.DS_Store``…) are left out."""
         base = self._path(prefix.rstrip("/"))
         if not base.is_dir():
             return []
-        return sorted(p.relative_to(self.root).as_posix() for p in base.rglob("*")
-                      if p.is_file() and not p.name.startswith(".tmp-"))
+        found = (p.relative_to(self.root).as_posix() for p in base.rglob("*") if p.is_file())
+        return sorted(k for k in found if _is_key(k))  # not .tmp- files, .DS_Store and the like
 
     def check(self) -> None:
         """Write, read back and delete a probe object."""
@@ -149,7 +158,8 @@ class S3Storage:
         folder = check_key(prefix.rstrip("/")) + "/"
         try:
             pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=folder)
-            return sorted(obj["Key"] for page in pages for obj in page.get("Contents", []))
+            found = (obj["Key"] for page in pages for obj in page.get("Contents", []))
+            return sorted(k for k in found if _is_key(k))  # not "folder/" markers and the like
         except Exception as exc:  # noqa: BLE001
             raise StorageError(f"cannot list {prefix}: {type(exc).__name__}") from exc
 

@@ -70,6 +70,18 @@ def test_keys_lists_one_folder_only(store: storage.Storage) -> None:
     assert store.keys("nothing/here") == []
 
 
+def test_keys_leave_out_names_that_are_not_keys(store: storage.Storage) -> None:
+    store.put("odd/a.png", b"x")
+    if isinstance(store, storage.S3Storage):
+        store.client.put_object(Bucket=store.bucket, Key="odd/folder/", Body=b"")  # a console's "folder"
+        store.client.put_object(Bucket=store.bucket, Key="odd/.hidden", Body=b"")
+    else:
+        root = Path(store.root)  # type: ignore[attr-defined]
+        (root / "odd" / ".DS_Store").write_bytes(b"finder")
+        (root / "odd" / ".tmp-abc123").write_bytes(b"half a file")
+    assert store.keys("odd") == ["odd/a.png"]
+
+
 def test_s3_keys_pages_through_large_folders(tmp_path: Path, s3_endpoint: str) -> None:
     """S3 returns at most 1000 keys a page."""
     store = storage.make_storage(_s3_settings(tmp_path, s3_endpoint, "tripact-many"))

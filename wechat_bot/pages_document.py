@@ -4,7 +4,7 @@ The PDF is the signed one once the student has signed (``document_key``); before
 unsigned from the agreement's current content, exactly as the signing step will render it. Pages are
 rasterised with poppler's ``pdftoppm`` and kept in the store per revision (the document hash, or the
 content digest for the unsigned rendering), so each revision is rasterised once; a new revision's
-images replace the earlier revisions' in the store. When rendering or
+images replace the other revisions' in the store. When rendering or
 rasterising is impossible (no poppler, a font missing) the pages show the agreement's data as HTML.
 """
 from __future__ import annotations
@@ -66,35 +66,56 @@ def _rasterise(pdf: bytes) -> list[bytes]:
         return [f.read_bytes() for f in files]
 
 
+def _manifest_key(a: Agreement, tag: str) -> str:
+    return f"{_pages_folder(a)}/{tag}-pages.txt"
+
+
 def page_count(a: Agreement) -> int:
-    """How many page images this revision has, rasterising (and storing) them on first use."""
+    """How many page images this revision has, rasterising (and storing) them on first use.
+
+    A revision counts as stored when its manifest (the page count, written after the last page)
+    is there and so is every page it names; anything less – a crash half-way, a page removed by a
+    concurrent clean-up – is rasterised again."""
     store = storage.get_storage()
     tag = revision_tag(a)
-    count = 0
-    while count < MAX_PAGES and store.exists(_page_key(a, tag, count + 1)):
-        count += 1
-    if count:
+    try:
+        count = int(store.get(_manifest_key(a, tag)).decode("ascii"))
+    except (storage.NotFound, ValueError, UnicodeDecodeError):
+        count = 0
+    if 0 < count <= MAX_PAGES and all(store.exists(_page_key(a, tag, n)) for n in range(1, count + 1)):
         return count
     pages = _rasterise(_source_pdf(a))
-    # Last page first: page 1 marks the revision as complete, so a crash half-way is redone.
-    for n in range(len(pages), 0, -1):
-        store.put(_page_key(a, tag, n), pages[n - 1], "image/png")
+    for n, png in enumerate(pages, 1):
+        store.put(_page_key(a, tag, n), png, "image/png")
+    store.put(_manifest_key(a, tag), str(len(pages)).encode("ascii"), "text/plain")
     _forget_other_revisions(a, tag)
     return len(pages)
 
 
 def _forget_other_revisions(a: Agreement, tag: str) -> None:
-    """Delete the page images of the agreement's earlier revisions: only the current revision is ever
+    """Delete the page images of the agreement's other revisions: only the current revision is ever
     shown (its tag is in every image URL), and each revision costs a few hundred KB – over a
     season's hundreds of thousands of agreements, the store would keep every intermediate state.
-    A failure here costs only space, so it is logged, not raised."""
+
+    Only a request whose revision is still the current one (read again from the database) cleans
+    up, so a request that loaded the agreement just before a change cannot remove the newer
+    revision's pages. A failure here costs only space: it is logged, not raised."""
     store = storage.get_storage()
+    current = Agreement.get_or_none(Agreement.id == a.id)
+    if current is None or revision_tag(current) != tag:
+        return
     try:
-        for key in store.keys(_pages_folder(a)):
-            if not key.rsplit("/", 1)[-1].startswith(tag + "-"):
-                store.delete(key)
+        keys = store.keys(_pages_folder(a))
     except storage.StorageError as exc:
-        log.warning("agreement %s: old page images not deleted: %s", a.id, exc)
+        log.warning("agreement %s: old page images not listed: %s", a.id, exc)
+        return
+    for key in keys:
+        if key.rsplit("/", 1)[-1].startswith(tag + "-"):
+            continue
+        try:
+            store.delete(key)
+        except storage.StorageError as exc:
+            log.warning("agreement %s: old page image %s not deleted: %s", a.id, key, exc)
 
 
 def page_image(a: Agreement, page: int) -> bytes | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import io
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -561,10 +562,58 @@ def test_sign_page_shows_the_pages_and_a_new_revision_gets_new_images(app: Any, 
     assert after and set(after).isdisjoint(before)  # the signed PDF's pages, under a new revision tag
     # only the shown revision's images stay in the store
     a = Agreement.get_by_id(a.id)
-    stored = storage.get_storage().keys(f"agreements/{a.graduation_year}/{a.number}/pages")
+    stored = [k for k in storage.get_storage().keys(f"agreements/{a.graduation_year}/{a.number}/pages")
+              if k.endswith(".png")]
     tag = after[0].rsplit("v=", 1)[1]
     assert len(stored) == len(after) and all(k.rsplit("/", 1)[1].startswith(tag + "-") for k in stored)
     assert phone.get(before[0]).status_code == 200  # an old URL shows the current revision's page
+
+
+def test_a_stale_request_never_removes_the_current_revisions_pages(app: Any, world: World) -> None:
+    """Review finding: a request that loaded the agreement just before it changed rasterises the old
+    revision; its clean-up must leave the new revision's pages alone."""
+    from wechat_bot import pages_document
+
+    a = world.agreement_at("awaiting_student")
+    stale = Agreement.get_by_id(a.id)
+    workflow.student_sign(workflow.Actor.student(world.student), a.id, factories.SIGNATURE)
+    fresh = Agreement.get_by_id(a.id)
+    folder = f"agreements/{a.graduation_year}/{a.number}/pages"
+    with app.test_request_context("/"):
+        pages = pages_document.page_count(fresh)
+        current = set(storage.get_storage().keys(folder))
+        assert pages_document.page_count(stale) == pages  # the old revision, rasterised late
+        assert current <= set(storage.get_storage().keys(folder))
+        assert pages_document.page_count(fresh) == pages
+
+
+def test_a_revision_with_a_missing_page_is_rasterised_again(app: Any, world: World) -> None:
+    from wechat_bot import pages_document
+
+    a = world.agreement_at("awaiting_student")
+    store = storage.get_storage()
+    folder = f"agreements/{a.graduation_year}/{a.number}/pages"
+    with app.test_request_context("/"):
+        pages = pages_document.page_count(a)
+        last = next(k for k in store.keys(folder) if k.endswith(f"-{pages}.png"))
+        store.delete(last)
+        assert pages_document.page_count(a) == pages and store.exists(last)
+
+
+def test_odd_files_do_not_stop_the_clean_up(app: Any, world: World) -> None:
+    from wechat_bot import pages_document
+
+    a = world.agreement_at("awaiting_student")
+    store = storage.get_storage()
+    folder = f"agreements/{a.graduation_year}/{a.number}/pages"
+    with app.test_request_context("/"):
+        pages_document.page_count(a)
+        old = set(store.keys(folder))
+        root = Path(store.root)  # type: ignore[attr-defined]
+        (root / folder / ".DS_Store").write_bytes(b"finder")
+        workflow.student_sign(workflow.Actor.student(world.student), a.id, factories.SIGNATURE)
+        pages_document.page_count(Agreement.get_by_id(a.id))
+        assert not old & set(store.keys(folder))  # the old revision is gone despite the odd file
 
 
 def test_without_poppler_the_document_is_html(app: Any, world: World,
