@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 
 DEMO_PASSWORD = "demo1234"
 DEMO_PIN = "123456"
+LOCAL_JOBS = ("school_auto_sign",)
+"""The outbox jobs the demo runs itself (to reach every state). Template messages wait in the outbox
+for `tripact serve`, whose scheduler delivers them through the sandbox once it is up."""
 
 SCHOOLS = [
     ("10403", "江西测试大学", [("00", "本部"), ("01", "共青校区")]),
@@ -142,7 +145,7 @@ def _drive(student: Student, employer: Employer, user: EmployerUser, upto: str, 
     if upto == "awaiting_student":
         return a
     workflow.student_sign(s, a.id, images.signature_png(student.name))
-    jobs.drain()
+    jobs.drain(kinds=LOCAL_JOBS)
     a = Agreement.get_by_id(a.id)
     if upto in ("school_review", "returned"):
         if upto == "returned":
@@ -224,5 +227,5 @@ def seed(sandbox: bool = False, menu: list[dict[str, Any]] | None = None) -> dic
     Agreement.update(deadline_at=a.deadline_at - dt.timedelta(days=30)).where(Agreement.id == a.id).execute()
     for _ in workflow.expire_overdue():
         made["expired"] = made.get("expired", 0) + 1
-    jobs.drain()
+    jobs.drain(kinds=LOCAL_JOBS)
     return {"agreements": made, "password": DEMO_PASSWORD, "pin": DEMO_PIN, "wechat": wechat_lines}

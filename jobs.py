@@ -76,13 +76,17 @@ def run_job(job: OutboxJob) -> None:
                          finished_at=now if dead else None).where(OutboxJob.id == job.id).execute()
 
 
-def run_due(limit: int = 100, now: dt.datetime | None = None) -> int:
-    """Run up to ``limit`` due jobs; return how many ran. Safe to call from several processes."""
+def run_due(limit: int = 100, now: dt.datetime | None = None, kinds: tuple[str, ...] | None = None) -> int:
+    """Run up to ``limit`` due jobs (of ``kinds`` only, when given); return how many ran. Safe to call
+    from several processes."""
     now = now or utcnow()
-    due = list(OutboxJob.select().where(
+    query = OutboxJob.select().where(
         ((OutboxJob.status == "pending") & (OutboxJob.run_after <= now))
         | ((OutboxJob.status == "running") & (OutboxJob.locked_until < now))
-    ).order_by(OutboxJob.run_after, OutboxJob.id).limit(limit))
+    )
+    if kinds is not None:
+        query = query.where(OutboxJob.kind.in_(list(kinds)))
+    due = list(query.order_by(OutboxJob.run_after, OutboxJob.id).limit(limit))
     ran = 0
     for job in due:
         if not _claim(job.id, now):
@@ -93,11 +97,12 @@ def run_due(limit: int = 100, now: dt.datetime | None = None) -> int:
     return ran
 
 
-def drain(max_rounds: int = 20) -> int:
-    """Run jobs until none is due (jobs may queue more jobs); for the CLI, demo and tests."""
+def drain(max_rounds: int = 20, kinds: tuple[str, ...] | None = None) -> int:
+    """Run jobs (of ``kinds`` only, when given) until none is due – jobs may queue more jobs; for the
+    CLI, demo and tests."""
     total = 0
     for _ in range(max_rounds):
-        n = run_due()
+        n = run_due(kinds=kinds)
         total += n
         if n == 0:
             break

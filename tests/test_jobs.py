@@ -59,3 +59,19 @@ def test_backoff_is_capped() -> None:
     assert jobs.backoff(1) == dt.timedelta(seconds=10)
     assert jobs.backoff(3) == dt.timedelta(seconds=40)
     assert jobs.backoff(30) == dt.timedelta(hours=1)
+
+
+def test_run_due_can_take_some_kinds_only(app) -> None:  # type: ignore[no-untyped-def]
+    done: list[str] = []
+
+    @jobs.handler("test_local")
+    def _local(job: OutboxJob) -> str:
+        done.append(job.kind)
+        return "ok"
+
+    local = OutboxJob.create(kind="test_local", payload={})
+    other = OutboxJob.create(kind="test_elsewhere", payload={})
+    assert jobs.drain(kinds=("test_local",)) == 1
+    assert done == ["test_local"]
+    assert OutboxJob.get_by_id(local.id).status == "done"
+    assert OutboxJob.get_by_id(other.id).status == "pending" and OutboxJob.get_by_id(other.id).attempts == 0
