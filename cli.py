@@ -142,7 +142,7 @@ def cmd_jobs_run(args: argparse.Namespace) -> int:
 
 def _find_agreement(ref: str) -> models.Agreement:
     a = None
-    if ref.isdigit() and len(ref) < 12:
+    if ref.isascii() and ref.isdigit() and len(ref) < 12:
         a = models.Agreement.get_or_none(models.Agreement.id == int(ref))
     a = a or models.Agreement.get_or_none(models.Agreement.number == ref)
     if a is None:

@@ -93,10 +93,14 @@ def make_id_number(body17: str) -> str:
 
 
 def mask_id(number: str | None) -> str:
-    """An ID number as it may be shown: first 3 and last 4 characters."""
+    """An ID number as it may be shown: the first 4 characters (the province and city), then stars.
+
+    Nothing of the end is shown, unlike the usual "first 3 + last 4": the last six characters are
+    the secret a student binds with and confirms a signature with, and four of them on the public
+    /verify page would leave a guesser 31 birthdays to try."""
     if not number:
         return ""
-    return number[:3] + "*" * max(len(number) - 7, 0) + number[-4:] if len(number) > 7 else "*" * len(number)
+    return number[:4] + "*" * (len(number) - 4) if len(number) > 8 else "*" * len(number)
 
 
 def mask_name(name: str | None) -> str:

@@ -17,7 +17,7 @@ from settings import Settings
 
 log = logging.getLogger(__name__)
 
-_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]*(/[A-Za-z0-9][A-Za-z0-9._\-]*)*$")
+_KEY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-]*(/[A-Za-z0-9][A-Za-z0-9._\-]*)*")  # fullmatch: "$" allows "\n"
 
 
 class StorageError(Exception):
@@ -38,7 +38,7 @@ def _is_key(key: str) -> bool:
 
 def check_key(key: str) -> str:
     """Return ``key`` if it is a safe relative key, else raise StorageError."""
-    if not isinstance(key, str) or len(key) > 250 or not _KEY_RE.match(key) or ".." in key.split("/"):
+    if not isinstance(key, str) or len(key) > 250 or not _KEY_RE.fullmatch(key) or ".." in key.split("/"):
         raise StorageError(f"invalid storage key: {key!r}")
     return key
 

@@ -22,7 +22,8 @@ def test_qr_page_shows_live_status_with_masked_data(client, completed: Agreement
     r = client.get(f"/verify/{completed.verify_code}")
     html = r.get_data(as_text=True)
     assert r.status_code == 200 and "已完成" in html and completed.number in html
-    assert completed.id_number not in html and completed.id_number[-4:] in html
+    assert completed.id_number not in html and completed.id_number[-6:] not in html
+    assert completed.id_number[:4] + "*" * 14 in html
     assert completed.student_name not in html  # name masked too
     assert completed.document_sha256 in html
 

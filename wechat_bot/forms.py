@@ -12,6 +12,7 @@ import hmac
 import io
 import re
 import secrets
+import struct
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -65,10 +66,16 @@ def text(form: MultiDict[str, str], name: str, max_len: int = 500) -> str:
     return (form.get(name) or "").strip()[:max_len]
 
 
+def small_int(raw: str | None) -> int | None:
+    """An id or version typed into a form or URL: 1 to 9 ASCII digits, else None. (``str.isdigit``
+    accepts "²", which ``int`` refuses.)"""
+    return int(raw) if raw and re.fullmatch(r"[0-9]{1,9}", raw) else None
+
+
 def yuan_to_fen(raw: str) -> int:
     """'8000' or '8000.5' yuan -> 800050 fen; ValueError for anything else (negative, 3 decimals...)."""
     raw = raw.strip().replace(",", "").replace("，", "")
-    if not re.fullmatch(r"\d{1,9}(\.\d{1,2})?", raw):
+    if not re.fullmatch(r"[0-9]{1,9}(\.[0-9]{1,2})?", raw):
         raise ValueError(raw)
     try:
         return int(Decimal(raw) * 100)
@@ -176,7 +183,9 @@ def decode_signature(data_url: str) -> tuple[bytes | None, str]:
             img.load()
             has_alpha = img.mode in ("RGBA", "LA") or "transparency" in img.info
             alpha = img.convert("RGBA").getchannel("A")
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, struct.error,
+            Image.DecompressionBombError):
+        # a damaged PNG makes Pillow raise any of these (SyntaxError: "broken PNG file (chunk …)")
         return None, T.SIGNATURE_INVALID
     opaque = alpha.point(lambda v: 255 if v > 32 else 0).histogram()[255]
     if not has_alpha or (w * h - opaque) < SIGNATURE_MIN_TRANSPARENT * w * h:

@@ -13,7 +13,8 @@ from wechatpy.events import EVENT_TYPES
 from wechatpy.messages import MESSAGE_TYPES, UnknownMessage
 
 _ENTITY = re.compile(r"<!\s*(DOCTYPE|ENTITY|ELEMENT|ATTLIST)", re.IGNORECASE)
-_OPENID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_OPENID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_DIGITS = re.compile(r"[0-9]{1,20}")  # ASCII only: str.isdigit() also accepts "²"
 
 
 class BadMessage(Exception):
@@ -74,12 +75,12 @@ def parse(data: bytes | str) -> tuple[Any, dict[str, Any]]:
     for name in ("ToUserName", "FromUserName", "CreateTime", "MsgType"):
         if not isinstance(fields.get(name), str) or not fields[name]:
             raise BadMessage(f"missing {name}")
-    if not _OPENID.match(fields["FromUserName"]) or not _OPENID.match(fields["ToUserName"]):
+    if not _OPENID.fullmatch(fields["FromUserName"]) or not _OPENID.fullmatch(fields["ToUserName"]):
         raise BadMessage("malformed FromUserName or ToUserName")
-    if not fields["CreateTime"].isdigit():
+    if not _DIGITS.fullmatch(fields["CreateTime"]):
         raise BadMessage("malformed CreateTime")
     for name in ("MsgId", "MsgID"):
-        if fields.get(name) is not None and not str(fields[name]).isdigit():
+        if fields.get(name) is not None and not _DIGITS.fullmatch(str(fields[name])):
             raise BadMessage(f"malformed {name}")
     if fields.get("Event") is not None and not isinstance(fields["Event"], str):
         raise BadMessage("malformed Event")

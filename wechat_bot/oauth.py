@@ -32,7 +32,7 @@ SESSION_OPENID = "openid"
 SESSION_STATES = "oauth_states"
 MAX_PENDING_STATES = 5
 """Logins started in other tabs that may still come back; older ones are forgotten."""
-STATE_RE = re.compile(r"^[A-Za-z0-9]{1,128}$")
+STATE_RE = re.compile(r"^[A-Za-z0-9]{1,128}\Z")
 CALLBACK_PATH = "/m/oauth/callback"
 DEFAULT_NEXT = "/m/"
 EXCHANGE_EXTENSION = "wechat_oauth_exchange"

@@ -17,7 +17,7 @@ from models import Agreement, School, Student, WechatBinding
 from wechat_bot import forms, oauth, pages_agreements, pages_apply  # noqa: F401 - they add their routes
 from wechat_bot import pages_texts as T
 from wechat_bot.pages_common import bp, current_viewer, viewer_required
-from wechat_bot.pages_store import clear_failures, record_failure, throttled
+from wechat_bot.pages_store import record_failure, throttled
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,8 @@ def bind() -> Any:
         return render_template("wechat_bot/bind.html", viewer=v, schools=schools, form=form, errors={},
                                next_url=next_url,
                                message=T.STUDENT_BOUND_ELSEWHERE), 409
-    clear_failures("bind", v.openid)
+    # The failures are not cleared: binding to oneself and unbinding again must not buy more guesses
+    # at other students' data. They expire with the throttle's window.
     log.info("openid %s… bound to student %s", v.openid[:6], student.id)
     return redirect(next_url if next_url != oauth.DEFAULT_NEXT else url_for("wechat_pages.home"))
 

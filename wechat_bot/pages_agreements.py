@@ -257,14 +257,14 @@ def _student_signs(a: Agreement) -> Any:
 
 def _employer_signs(a: Agreement) -> Any:
     v = current_viewer()
-    raw_seal = request.form.get("seal_id", "")
-    if not raw_seal.isdigit() or len(raw_seal) > 9:
+    seal_id = forms.small_int(request.form.get("seal_id"))
+    if seal_id is None:
         return _sign_page(a, T.SEAL_MISSING, 400)
     problem = _employer_intent_problem()
     if problem:
         return _sign_page(a, problem, 400)
     try:
-        return _done(workflow.employer_sign(v.actor(), a.id, int(raw_seal), expected_version()))
+        return _done(workflow.employer_sign(v.actor(), a.id, seal_id, expected_version()))
     except workflow.InvalidInput as exc:
         return _sign_page(a, exc.message, 400)
 

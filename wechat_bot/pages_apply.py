@@ -28,9 +28,9 @@ def _search(q: str) -> list[Employer]:
 
 def _chosen_employer() -> Employer | None:
     """The employer named by ``employer`` (id) or ``invite`` (an invitation code), if approved."""
-    raw = request.values.get("employer", "")
-    if raw.isdigit() and len(raw) < 10:
-        return Employer.approved().where(Employer.id == int(raw)).first()
+    employer_id = forms.small_int(request.values.get("employer"))
+    if employer_id is not None:
+        return Employer.approved().where(Employer.id == employer_id).first()
     invite = forms.text(request.values, "invite", 32)
     if invite:
         from wechat_bot.records import EmployerInvitation

@@ -119,8 +119,7 @@ def agreement_for(agreement_id: int) -> Agreement:
 
 def expected_version() -> int | None:
     """The agreement version the submitted page was showing (hidden field), for the stale-tab check."""
-    raw = request.form.get("version", "")
-    return int(raw) if raw.isdigit() and len(raw) < 10 else None
+    return forms.small_int(request.form.get("version"))
 
 
 # ---------------------------------------------------------------- errors and hooks

@@ -136,6 +136,20 @@ def test_guesses_at_one_student_from_many_accounts_are_throttled(app: Any, world
     assert Phone(app, "o_bot_last").post("/m/bind", bind_form(world)).status_code == 429
 
 
+def test_binding_oneself_does_not_buy_more_guesses(app: Any, world: World) -> None:
+    """Review finding: 4 wrong guesses at another student, bind to oneself (which used to clear the
+    failures), unbind, guess again – the window's count must hold."""
+    other = factories.make_student(world.school)
+    phone = Phone(app, "o_guesser")
+    wrong = {"school": world.school.code, "student_no": other.student_no, "name": other.name,
+             "id_last6": "000000"}
+    for _ in range(4):
+        assert phone.post("/m/bind", wrong).status_code == 400
+    assert phone.post("/m/bind", bind_form(world)).status_code == 302  # the 5th attempt: oneself
+    assert phone.post("/m/unbind").status_code == 302
+    assert phone.post("/m/bind", wrong).status_code == 429
+
+
 def test_one_openid_per_student(app: Any, world: World) -> None:
     student_phone(app, world, openid="o_first")
     r = Phone(app, "o_second").post("/m/bind", bind_form(world))
@@ -386,6 +400,32 @@ def test_wrong_id_characters_are_refused_then_throttled(app: Any, world: World) 
     r = phone.post(f"/m/agreements/{a.id}/sign", {**form, "id_last6": a.id_number[-6:]})
     assert r.status_code == 429
     assert Agreement.get_by_id(a.id).status == "awaiting_student"
+
+
+def test_a_damaged_png_signature_is_refused_not_a_500(app: Any, world: World) -> None:
+    import struct
+
+    a = world.agreement_at("awaiting_student")
+    png = base64.b64decode(drawn_png().split(",", 1)[1])
+    at = png.index(b"IDAT")  # a wrong IDAT length: Pillow raises SyntaxError("broken PNG file")
+    length = struct.unpack(">I", png[at - 4:at])[0]
+    broken = png[:at - 4] + struct.pack(">I", length // 2) + png[at:]
+    r = student_phone(app, world).post(f"/m/agreements/{a.id}/sign", {
+        "version": a.version, "signature": "data:image/png;base64," + base64.b64encode(broken).decode(),
+        "id_last6": a.id_number[-6:]})
+    assert r.status_code == 400 and "签名" in text(r)
+    assert Agreement.get_by_id(a.id).status == "awaiting_student"
+
+
+@pytest.mark.parametrize("value", ["²", "١٢", "1e3", " 7", "-1", "9" * 12])
+def test_numbers_in_forms_and_urls_are_ascii_digits(app: Any, world: World, value: str) -> None:
+    """Review finding: "²".isdigit() is True but int("²") fails – every such field answered 500."""
+    a = world.agreement_at("awaiting_employer")
+    hr = employer_phone(app, world)
+    assert hr.post(f"/m/agreements/{a.id}/sign", {"version": value, "seal_id": value,
+                                                   "pin": factories.PIN}).status_code == 400
+    assert student_phone(app, world).get(f"/m/apply?employer={value}").status_code < 500
+    assert Agreement.get_by_id(a.id).status == "awaiting_employer"
 
 
 def test_stale_tab_gets_the_conflict_message(app: Any, world: World) -> None:

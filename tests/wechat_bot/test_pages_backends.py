@@ -38,3 +38,17 @@ def test_life_cycle_and_stale_tab(app: Any, world: Any) -> None:
                                  "pin": factories.PIN})
     assert r.status_code == 409 and "协议已被他人更新" in r.get_data(as_text=True)
     assert Agreement.get_by_id(a.id).status == "completed"
+
+
+@pytest.mark.parametrize("request_args", [
+    ("get", "/m/apply?q=a%00b", None), ("get", "/m/apply?invite=A%00", None),
+    ("post", "/m/bind", {"school": "10001\x00", "student_no": "1", "name": "x", "id_last6": "000000"}),
+    ("post", "/m/bind/staff", {"code": "AB\x00CD"}),
+    ("get", "/verify/ABCD%00EFGH", None),
+])
+def test_nul_characters_are_refused_on_every_database(app: Any, world: Any, request_args: Any) -> None:
+    """Review finding: PostgreSQL refuses NUL in any text value; such requests answered 500 there."""
+    method, path, form = request_args
+    phone = pages_tests.student_phone(app, world) if path != "/m/bind" else Phone(app, "o_nul")
+    r = phone.get(path) if method == "get" else phone.post(path, form)
+    assert r.status_code == 400 and "无效字符" in r.get_data(as_text=True)

@@ -20,7 +20,7 @@ from wechat_bot.store import SandboxOAuthCode, SandboxToken, SandboxUser
 
 COOKIE = "sandbox_openid"
 SCOPES = ("snsapi_base", "snsapi_userinfo")
-STATE_RE = re.compile(r"^[A-Za-z0-9]{0,128}$")
+STATE_RE = re.compile(r"^[A-Za-z0-9]{0,128}\Z")
 OAUTH_TOKEN_TTL = 7200
 REFRESH_TTL = 30 * 24 * 3600
 
