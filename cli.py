@@ -18,6 +18,7 @@ from settings import Settings, SettingsError, load_settings
 log = logging.getLogger("tripact")
 
 EXIT_ERROR = 1
+EXIT_CANNOT_VERIFY = 3  # `tripact verify`: 0 valid, 1 invalid, 2 not a readable PDF, 3 could not check at all
 EXIT_USAGE = 2
 
 
@@ -227,7 +228,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
             pdf = fh.read(settings.server.max_upload_mb * 1024 * 1024 * 5 + 1)
     except OSError as exc:
         raise CommandError(f"cannot read {args.file}: {exc.strerror}", 2) from exc
-    report = documents.verify_document(settings, pdf)
+    try:
+        report = documents.verify_document(settings, pdf)
+    except signing.SigningError as exc:  # no platform keys, wrong master secret: nothing was checked
+        raise CommandError(f"cannot verify: {exc}", EXIT_CANNOT_VERIFY) from exc
     if args.json:
         print(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
     else:

@@ -244,14 +244,31 @@ def _details_text(e: AgreementEvent) -> str:
     return json.dumps(e.details, ensure_ascii=False, sort_keys=True)[:300] if e.details else ""
 
 
+IN_FORCE = ("completed", "terminating")
+"""Statuses in which a completed agreement binds its parties (a termination only asked is not one)."""
+
+_NOT_IN_FORCE = {  # status -> (Chinese, English) of why a genuine completed copy is not in force
+    "terminated": ("该协议已解约", "the agreement has been terminated"),
+    "cancelled": ("该协议已被学校作废", "the agreement has been cancelled by the school"),
+}
+
+
 def archive_lookup(sha256: str) -> signing.ArchiveMatch | None:
-    """What our archive knows about a file hash: a revision we produced, final or intermediate."""
+    """What our archive knows about a file hash: a revision we produced, final or intermediate, and
+    whether it is an agreement in force today."""
     final = Agreement.get_or_none(Agreement.document_sha256 == sha256)
     if final is not None and final.completed_at is not None:
-        return signing.ArchiveMatch(agreement_no=final.number, description="completed copy")
+        if final.status in IN_FORCE:
+            return signing.ArchiveMatch(agreement_no=final.number, description="completed copy")
+        zh, en = _NOT_IN_FORCE.get(final.status, ("该协议已不再有效", f"the agreement is {final.status}"))
+        return signing.ArchiveMatch(agreement_no=final.number, description=en, in_force=False, status_zh=zh)
     sig = AgreementSignature.get_or_none(AgreementSignature.document_sha256 == sha256)
     if sig is not None:
-        return signing.ArchiveMatch(agreement_no=sig.agreement.number, description=f"after {sig.party} signature")
+        party = {"student": "学生", "school": "学校", "employer": "用人单位"}.get(sig.party, sig.party)
+        return signing.ArchiveMatch(
+            agreement_no=sig.agreement.number, in_force=False,
+            description=f"it is an intermediate copy (after the {sig.party}'s signature), not the completed agreement",
+            status_zh=f"这是签署过程中的中间版本（{party}签署后），不是签署完成的协议")
     return None
 
 

@@ -109,6 +109,9 @@ def read_hex_string_from_stream(stream: Any) -> Any:
             break
         parts.append(block)
     raw = b"".join(parts)
+    if b"%" in raw:  # a comment inside the string (legal, never ours): the original's rules apply
+        stream.seek(start - 1)
+        return _ORIGINAL(stream)
     stream.seek(start + len(raw) + 1)
     digits = raw.translate(None, _WHITESPACE)
     bad = digits.translate(None, _HEX)

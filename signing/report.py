@@ -16,6 +16,11 @@ class ArchiveMatch:
     agreement_no: str
     description: str = ""
     """E.g. "completed copy" or "after school signature"."""
+    in_force: bool = True
+    """False for a genuine file that is not an agreement in force: an intermediate revision, or an
+    agreement since terminated or cancelled. ``verify_pdf`` then reports it as not ok."""
+    status_zh: str = ""
+    """Why it is not in force, in Chinese (e.g. "该协议已解约"); shown on the report page."""
 
 
 @dataclass(frozen=True)

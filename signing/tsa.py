@@ -24,6 +24,7 @@ import hashlib
 import logging
 import secrets
 import ssl
+import urllib.parse
 from typing import Any
 
 import requests
@@ -271,7 +272,8 @@ class ExternalTimestamper(TimeStamper):
             )
             res.raise_for_status()
         except (OSError, requests.RequestException) as exc:
-            raise TimestampRequestError(f"external TSA {self.url} unreachable: {exc}") from exc
+            raise TimestampRequestError(f"external TSA {_public(self.url)} unreachable: "
+                                        f"{str(exc).replace(self.url, _public(self.url))}") from exc
         if res.headers.get("Content-Type") != "application/timestamp-reply":
             raise TimestampRequestError("external TSA answered with the wrong content type")
         return tsp.TimeStampResp.load(res.content)
@@ -287,10 +289,11 @@ class ExternalTimestamper(TimeStamper):
         except Exception as exc:  # network, HTTP, ASN.1 and rejection errors all lead to the fallback
             if self.fallback is None:
                 raise
-            log.warning("external TSA %s failed (%s); using the local timestamp authority", self.url, exc)
+            log.warning("external TSA %s failed (%s); using the local timestamp authority", _public(self.url),
+                        str(exc).replace(self.url, _public(self.url)))
             self.last_used_fallback = True
             self.fallback_count += 1
-            self.last_error = str(exc)
+            self.last_error = str(exc).replace(self.url, _public(self.url))
             return await self.fallback.async_timestamp(message_digest, md_algorithm)
         self.last_used_fallback = False
         return token
@@ -306,3 +309,13 @@ class _SharedContextAdapter(HTTPAdapter):
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         kwargs["ssl_context"] = self._context
         super().init_poolmanager(*args, **kwargs)
+
+
+def _public(url: str) -> str:
+    """``url`` without the user:password@ part (the only way to give an external TSA credentials)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    return urllib.parse.urlunsplit((parts.scheme, "***@" + netloc, parts.path, parts.query, parts.fragment))

@@ -21,6 +21,7 @@ import datetime as dt
 import hashlib
 import io
 import logging
+import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeAlias
 
@@ -50,6 +51,17 @@ log = logging.getLogger(__name__)
 TrustRoot: TypeAlias = crypto_x509.Certificate | asn1_x509.Certificate | bytes
 
 _ALLOWED_LEVELS = (ModificationLevel.NONE, ModificationLevel.LTA_UPDATES, ModificationLevel.FORM_FILLING)
+# after the last signature or document timestamp, only validation data (DSS) and timestamps may follow
+_ALLOWED_AFTER_FINAL = (ModificationLevel.NONE, ModificationLevel.LTA_UPDATES)
+
+# Bounds far above any agreement (about 200 objects, 5 revisions, 4 signatures) and far below what
+# makes pyHanko spend minutes or gigabytes: an xref stream claiming 10^7 entries takes 28 s and
+# 2 GB to read; 2000 fields pointing at one signature, quadratic time in the difference analysis.
+MAX_OBJECTS = 50_000
+MAX_REVISIONS = 16
+MAX_SIGNATURES = 8
+_SIZE = re.compile(rb"/Size\s+(\d{1,20})")
+_INDEX = re.compile(rb"/Index\s*\[([\d\s]{0,2000})\]")
 _LEVELS = {level.name.lower(): level for level in ModificationLevel}
 
 
@@ -77,12 +89,18 @@ def verify_pdf(
     ``crls``: extra DER CRLs, e.g. the platform's current ones, on top of those in the file.
     """
     sha = hashlib.sha256(pdf).hexdigest()
+    if _claims_too_many_objects(pdf):
+        log.info("refused an abnormal PDF sha256=%s (%d bytes): object counts", sha[:16], len(pdf))
+        return VerificationReport(readable=False, sha256=sha, size=len(pdf), reason_zh=T.TOO_COMPLEX[0],
+                                  reason_en=T.TOO_COMPLEX[1], problems=(T.TOO_COMPLEX,))
     try:
         reader = PdfFileReader(io.BytesIO(pdf), strict=False)
         if reader.encrypted:
             raise ValueError("encrypted")
         embedded = list(reader.embedded_signatures)
-        info_subject = _info_subject(reader)
+        # the agreement number as the earliest signature saw it: protected by that signature, unlike
+        # the last revision's /Info
+        info_subject = _info_subject(reader, min((sig.signed_revision for sig in embedded), default=None))
         total = reader.xrefs.total_revisions
     except Exception as exc:  # any parse failure means "not a PDF we can read"
         log.info("unreadable PDF sha256=%s (%d bytes): %s", sha[:16], len(pdf), exc)
@@ -94,6 +112,9 @@ def verify_pdf(
             reason_en=T.UNREADABLE[1],
             problems=(T.UNREADABLE,),
         )
+    if len(embedded) > MAX_SIGNATURES or total > MAX_REVISIONS:
+        return VerificationReport(readable=True, sha256=sha, size=len(pdf), agreement_no=info_subject,
+                                  reason_zh=T.TOO_COMPLEX[0], reason_en=T.TOO_COMPLEX[1], problems=(T.TOO_COMPLEX,))
     try:
         roots = [_as_asn1(c) for c in trust_roots]
         extra_crls = [asn1_crl.CertificateList.load(c) for c in crls]
@@ -113,11 +134,33 @@ def verify_pdf(
     return _summarise(sha, len(pdf), sigs, info_subject, known_document_hashes)
 
 
-def _info_subject(reader: PdfFileReader) -> str | None:
-    info = reader.trailer_view.get("/Info")
-    if info is None:
+def _claims_too_many_objects(pdf: bytes) -> bool:
+    """Whether a cross-reference section claims more objects than :data:`MAX_OBJECTS` (its /Size or
+    the ranges of an xref stream's /Index), read from the raw bytes before any parser trusts them."""
+    for m in _SIZE.finditer(pdf):
+        if int(m.group(1)) > MAX_OBJECTS:
+            return True
+    for m in _INDEX.finditer(pdf):
+        numbers = [int(n) for n in m.group(1).split()]
+        if any(n > MAX_OBJECTS for n in numbers) or sum(numbers[1::2]) > MAX_OBJECTS:
+            return True
+    return False
+
+
+def _info_subject(reader: PdfFileReader, revision: int | None = None) -> str | None:
+    """The /Subject of the document information dictionary (our agreement number) in ``revision``
+    (default: the last one), if readable."""
+    try:
+        if revision is None:
+            info = reader.trailer_view.get("/Info")
+            info = info.get_object() if info is not None else None
+        else:  # resolved through the historical resolver: get_object() would read the newest copy
+            resolver = reader.get_historical_resolver(revision)
+            ref = resolver.trailer_view.raw_get("/Info")
+            info = resolver(ref.reference) if hasattr(ref, "reference") else ref
+        subject = info.get("/Subject") if info is not None else None
+    except Exception:  # noqa: BLE001 - /Info may be anything in a hostile file
         return None
-    subject = info.get_object().get("/Subject")
     return str(subject) if subject is not None else None
 
 
@@ -131,6 +174,10 @@ def _summarise(
     problems: list[tuple[str, str]] = []
     if not sigs:
         problems.append(T.NO_SIGNATURES)
+    elif all(sig.kind == "document_timestamp" for sig in sigs):
+        problems.append(T.NO_PARTY_SIGNATURE)  # anyone can timestamp any file at a public TSA
+    # the agreement the file belongs to; without /Info, the one the first signature's certificate names
+    agreement_no = agreement_no or next((sig.agreement_no for sig in sigs if sig.agreement_no), None)
     for sig in sigs:
         problems += [(f"{sig.field_name}：{zh}", f"{sig.field_name}: {en}") for zh, en in sig.problems]
         if agreement_no and sig.agreement_no and sig.agreement_no != agreement_no:
@@ -143,6 +190,8 @@ def _summarise(
     match = lookup(sha) if lookup is not None else None
     if lookup is not None and match is None:
         problems.append(T.NOT_ARCHIVED)
+    elif match is not None and not match.in_force:
+        problems.append(T.not_in_force(match.status_zh or "该文件不是生效的协议", match.description))
     if problems:
         zh = "；".join(p[0] for p in problems)
         en = "; ".join(p[1] for p in problems)
@@ -182,14 +231,19 @@ async def _check_all(
     # revision; when all of them are allowed changes, each later signature (covering a suffix of
     # those revisions) inherits that verdict instead of re-walking them. Otherwise every signature
     # gets its own analysis so the report pinpoints where the tampering starts.
+    # The signature covering the highest revision is never given an inherited verdict: what follows
+    # it must be validation data only, and only its own analysis can tell.
     inherited: ModificationLevel | None = None
+    final_revision = max(sig.signed_revision for sig in embedded)
     for sig in embedded:
         certs = dss_certs + list(sig.other_embedded_certs)
-        skip = inherited is not None
+        final = sig.signed_revision == final_revision
+        skip = inherited is not None and not final
+        given = None if final else inherited
         if sig.sig_object_type == "/DocTimeStamp":
-            rep = await _check_timestamp(sig, roots, certs, all_crls, total, skip, inherited)
+            rep = await _check_timestamp(sig, roots, certs, all_crls, total, skip, given, final)
         else:
-            rep = await _check_signature(sig, roots, certs, all_crls, total, skip, inherited)
+            rep = await _check_signature(sig, roots, certs, all_crls, total, skip, given, final)
         reports.append(rep)
         level = _LEVELS.get(rep.modification)
         if inherited is None and level is not None and level in _ALLOWED_LEVELS:
@@ -235,6 +289,7 @@ async def _check_signature(
     total: int,
     skip_diff: bool,
     inherited: ModificationLevel | None,
+    final: bool = False,
 ) -> SignatureReport:
     moment = _token_time(sig)
     vc = _context(roots, certs, crls, moment)
@@ -266,6 +321,7 @@ async def _check_signature(
         ts.timestamp if ts else None,
         bool(ts and ts.intact and ts.valid and ts.trusted),
         status.signer_reported_dt,
+        final,
     )
 
 
@@ -277,6 +333,7 @@ async def _check_timestamp(
     total: int,
     skip_diff: bool,
     inherited: ModificationLevel | None,
+    final: bool = False,
 ) -> SignatureReport:
     tst = sig.signed_data["encap_content_info"]["content"].parsed
     moment = tst["gen_time"].native
@@ -302,6 +359,7 @@ async def _check_timestamp(
         status.timestamp,
         good,
         status.timestamp,
+        final,
     )
 
 
@@ -318,6 +376,7 @@ def _finish(
     ts_time: dt.datetime | None,
     ts_ok: bool,
     signing_time: dt.datetime | None,
+    final: bool = False,
 ) -> SignatureReport:
     level = status.modification_level
     last = sig.signed_revision == total - 1
@@ -330,6 +389,8 @@ def _finish(
     modification = level.name.lower() if level is not None else "unknown"
     if level is None or level not in _ALLOWED_LEVELS or status.docmdp_ok is False:
         problems.append(T.MODIFIED)
+    elif final and level not in _ALLOWED_AFTER_FINAL:
+        problems.append(T.MODIFIED_AFTER_FINAL)
     signer: asn1_x509.Certificate = status.signing_cert
     revoked_subject = _revoked_in_chain(signer, certs, crls)
     if revoked_subject is not None:

@@ -31,8 +31,26 @@ TRAILING_DATA = (
     "最后一个签名之后附有未被任何签名覆盖的数据（文件可能被截断或拼接）",
     "the file carries data after the last signature that no signature covers (truncated or spliced file)",
 )
+MODIFIED_AFTER_FINAL = (
+    "最后一个签名/时间戳之后文档又被修改（只允许追加验证数据）",
+    "the document was modified after its last signature or timestamp (only validation data may follow)",
+)
+NO_PARTY_SIGNATURE = (
+    "文件中只有时间戳，没有任何签署方的电子签名。",
+    "The file carries timestamps only, no party's signature.",
+)
+TOO_COMPLEX = (
+    "文件结构异常（对象、修订或签名数量远超协议文件），不予核验。",
+    "The file's structure is abnormal (far more objects, revisions or signatures than an agreement has); not checked.",
+)
 OTHER_AGREEMENT = ("签名属于另一份协议", "the signature belongs to another agreement")
 NOT_ARCHIVED = ("文件与平台存档的任何版本都不一致。", "The file matches no copy in the platform archive.")
+
+
+def not_in_force(description_zh: str, description_en: str) -> tuple[str, str]:
+    """The file is genuine, but not an agreement in force (cancelled, terminated, not fully signed)."""
+    return (f"文件与平台存档一致，但{description_zh}。",
+            f"The file matches the platform archive, but {description_en}.")
 
 
 def all_ok(count: int, archived: bool) -> tuple[str, str]:

@@ -152,3 +152,19 @@ def test_demo_refuses_production(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert cli.main(["--config", str(cfg), "demo"]) == 1
     assert "production" in capsys.readouterr().err
     assert models.PlatformAdmin.select().count() == 0
+
+
+def test_verify_without_usable_platform_keys_says_it_could_not_check(tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """Review finding: unusable platform keys crashed with a traceback and exit 1 ("invalid")."""
+    cfg = tmp_path / "c.toml"
+    settings = f'[server]\ninstance_path = "{tmp_path}"\n[signing]\nmaster_secret = "%s"\n'
+    cfg.write_text(settings % "the-right-secret", encoding="utf-8")
+    assert cli.main(["--config", str(cfg), "init"]) == 0
+    cfg.write_text(settings % "a-wrong-secret", encoding="utf-8")  # the keys no longer decrypt
+    pdf = tmp_path / "a.pdf"
+    pdf.write_bytes(b"%PDF-1.7\n%%EOF\n")
+    capsys.readouterr()
+    code = cli.main(["--config", str(cfg), "verify", str(pdf)])
+    err = capsys.readouterr().err
+    assert code == 3 and "cannot verify" in err and "Traceback" not in err

@@ -72,3 +72,35 @@ def test_evidence_report_is_signed_by_the_platform(completed: Agreement, setting
     assert "Signature is Valid" in pdfsig(path)
     text = subprocess.run(["pdftotext", str(path), "-"], capture_output=True, text=True).stdout
     assert completed.number in text and "employer_sign" in text
+
+
+@pytest.mark.parametrize("fate,expected", [
+    ("terminating", None), ("terminated", "该协议已解约"), ("cancelled", "该协议已被学校作废")])
+def test_a_genuine_copy_of_an_agreement_no_longer_in_force_is_not_valid(
+        app, settings, fate: str, expected: str | None) -> None:  # type: ignore[no-untyped-def]
+    """Review finding: a terminated or cancelled agreement's PDF verified as valid (exit 0)."""
+    import workflow
+
+    world = f.World()
+    a = world.agreement_at("completed")
+    pdf = storage.get_storage().get(a.document_key)
+    if fate in ("terminating", "terminated"):
+        workflow.initiate_termination(world.employer_actor, a.id, "岗位调整")
+    if fate == "terminated":
+        workflow.agree_termination(world.student_actor(), a.id)
+    if fate == "cancelled":
+        workflow.cancel(world.school_actor, a.id, "wrong_info", "信息有误")
+    report = documents.verify_document(settings, pdf)
+    assert report.archive_match is not None and report.archive_match.agreement_no == a.number
+    if expected is None:  # a termination only asked for: still in force
+        assert report.ok, report.reason_en
+    else:
+        assert not report.ok and expected in report.reason_zh
+        assert all(s.ok for s in report.signatures)  # the signatures themselves are fine
+
+
+def test_an_intermediate_copy_is_genuine_but_not_a_completed_agreement(app, settings) -> None:  # type: ignore[no-untyped-def]
+    a = f.World().agreement_at("awaiting_employer")
+    report = documents.verify_document(settings, storage.get_storage().get(a.document_key))
+    assert report.archive_match is not None and not report.archive_match.in_force
+    assert not report.ok and "中间版本（学校签署后）" in report.reason_zh

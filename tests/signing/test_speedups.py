@@ -235,3 +235,17 @@ def test_verification_reports_are_unchanged(
     fast = reports()
     assert fast == original(reports)
     assert fast[-2].ok and not fast[-1].ok  # the completed file is valid, the tampered one is not
+
+
+@pytest.mark.parametrize("source", [b"<41%c\n42>", b"<41 % > x\n 42> tail", b"<%>\n4142>"])
+def test_hex_strings_with_comments_parse_as_the_original_does(source: bytes) -> None:
+    """A comment inside a hex string (review finding: the fast path raised where pyHanko reads on)."""
+    fast_stream, slow_stream = io.BytesIO(source), io.BytesIO(source)
+    try:
+        slow = bytes(_speedups._ORIGINAL(slow_stream).original_bytes)
+    except generic.PdfStreamError:
+        with pytest.raises(generic.PdfStreamError):
+            _speedups.read_hex_string_from_stream(fast_stream)
+        return
+    assert bytes(_speedups.read_hex_string_from_stream(fast_stream).original_bytes) == slow
+    assert fast_stream.tell() == slow_stream.tell()

@@ -211,3 +211,16 @@ def test_token_bytes_match_the_asn1crypto_construction(pki: PlatformPKI, nonce: 
         attrs,
         ec.ECDSA(hashes.SHA256()),  # type: ignore[arg-type]
     )
+
+
+def test_credentials_in_the_external_tsa_url_stay_out_of_logs_and_errors(
+    pki: PlatformPKI, caplog: pytest.LogCaptureFixture
+) -> None:
+    stamper = ExternalTimestamper(
+        "http://tsauser:S3cretPw@127.0.0.1:9/tsa", timeout=0.5, fallback=LocalTimeStamper(LocalTimestampAuthority(pki))
+    )
+    with caplog.at_level("WARNING"):
+        _sign_student(AgreementSigner(pki, stamper))
+    assert stamper.last_used_fallback
+    assert "S3cretPw" not in caplog.text and "S3cretPw" not in stamper.last_error
+    assert "http://***@127.0.0.1:9/tsa" in caplog.text
