@@ -68,7 +68,8 @@ def _load_pki(settings: Settings) -> signing.PlatformPKI:
             data = Path(s.pkcs12_path).read_bytes()
         except OSError as exc:
             raise signing.PKIError(f"[signing] pkcs12_path: cannot read {s.pkcs12_path}: {exc.strerror}") from exc
-        return signing.PlatformPKI.from_pkcs12(data, s.pkcs12_password, crl_url=_crl_url(settings))
+        return signing.PlatformPKI.from_pkcs12(data, s.pkcs12_password, crl_url=_crl_url(settings),
+                                               tsa_directory=settings.pki_path, master_secret=s.master_secret)
     if not (settings.pki_path / "pki.json").exists():
         raise signing.PKIError(f"no platform keys in {settings.pki_path}: run `tripact init`")
     return signing.PlatformPKI.load(settings.pki_path, s.master_secret)

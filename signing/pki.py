@@ -198,11 +198,15 @@ class PlatformPKI:
         crl_url: str,
         tsa_p12: bytes | None = None,
         tsa_password: str | None = None,
+        tsa_directory: Path | None = None,
+        master_secret: str = "",
     ) -> PlatformPKI:
         """Use a deployer's issuing CA from a PKCS#12 file (key + cert + chain up to the root).
 
-        The TSA key comes from ``tsa_p12`` if given, else the issuing CA key also signs timestamps
-        (acceptable only for tests/demos: a real deployment should use an external TSA).
+        The TSA key comes from ``tsa_p12`` if given. Otherwise the issuing CA issues the platform's
+        timestamp certificate itself (timeStamping EKU: the CA certificate cannot sign timestamps
+        that validate). With ``tsa_directory`` it is kept there, the key encrypted with
+        ``master_secret``, and reused by every process; without, each process issues its own.
         Without the root key, the root CRL cannot be produced here (``root_crl_der`` raises).
         """
         try:
@@ -214,12 +218,13 @@ class PlatformPKI:
         roots = [c for c in extra if c.issuer == c.subject]
         if not roots:
             raise PKIError("PKCS#12 must include the root certificate")
-        tsa_cert, tsa_key = cert, key
         if tsa_p12 is not None:
             tkey, tcert, _ = pkcs12.load_key_and_certificates(tsa_p12, (tsa_password or "").encode())
             if not isinstance(tkey, ec.EllipticCurvePrivateKey) or tcert is None:
                 raise PKIError("TSA PKCS#12 must hold an EC private key and its certificate")
             tsa_cert, tsa_key = tcert, tkey
+        else:
+            tsa_cert, tsa_key = _issued_tsa(cert, key, tsa_directory, master_secret)
         return cls(
             root_cert=roots[0],
             issuing_cert=cert,
@@ -363,3 +368,34 @@ class PlatformPKI:
         tmp.write_text(json.dumps(data))
         os.replace(tmp, path)
         self._revocations_mtime = path.stat().st_mtime
+
+
+def _issued_tsa(
+    issuer: x509.Certificate,
+    issuer_key: ec.EllipticCurvePrivateKey,
+    directory: Path | None,
+    master_secret: str,
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """The timestamp certificate a deployer's issuing CA issues for the platform (PKCS#12 mode):
+    loaded from ``directory`` when it was issued by this CA before, else issued (and kept there)."""
+    cert_path = directory / "p12-tsa.crt.pem" if directory is not None else None
+    key_path = directory / "p12-tsa.key.pem" if directory is not None else None
+    if cert_path is not None and key_path is not None and cert_path.exists():
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        if cert.issuer == issuer.subject and cert.not_valid_after_utc > cb.now() + dt.timedelta(days=30):
+            return cert, cb.load_key(key_path, master_secret)
+    orgs = issuer.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+    org = str(orgs[0].value) if orgs else "tripact"
+    key = ec.generate_private_key(ec.SECP256R1())
+    lifetime = min(dt.timedelta(days=365 * 10), issuer.not_valid_after_utc - cb.now())
+    cert = cb.build_cert(cb.name(org, f"{org} Timestamp Authority"), key.public_key(), issuer, issuer_key,
+                         lifetime, ca_path=None, eku=[ExtendedKeyUsageOID.TIME_STAMPING])
+    if directory is not None and cert_path is not None and key_path is not None:
+        if not master_secret:
+            raise PKIError("master secret must not be empty (it encrypts the timestamp key)")
+        enc = serialization.BestAvailableEncryption(master_secret.encode())
+        directory.mkdir(parents=True, exist_ok=True)
+        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, enc)
+        cb.write_private(key_path, pem)
+        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return cert, key

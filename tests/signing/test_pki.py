@@ -86,3 +86,29 @@ def test_from_pkcs12_loads_a_deployers_issuing_ca(pki: PlatformPKI, tmp_path: Pa
     assert loaded.issue_event_certificate("a", "b", "c", "employer").certificate.issuer == donor.issuing_cert.subject
     with pytest.raises(PKIError):
         PlatformPKI.from_pkcs12(p12, "wrong", crl_url="http://y/crl")
+
+
+def test_a_pkcs12_deployment_signs_agreements_that_verify(tmp_path: Path) -> None:
+    """Review finding: without a TSA PKCS#12 the issuing CA certificate signed the timestamps, and it
+    lacks the timeStamping EKU: no agreement ever verified. The CA now issues a TSA certificate,
+    kept (encrypted) in the PKI folder and reused by the next process."""
+    from signing import AgreementSigner, verify_pdf
+
+    from .helpers import make_agreement, sign_all
+
+    donor = PlatformPKI.create(tmp_path / "donor", MASTER_SECRET, "部署方", "http://x/crl")
+    key = serialization.load_pem_private_key((tmp_path / "donor" / "issuing.key.pem").read_bytes(),
+                                             MASTER_SECRET.encode())
+    p12 = pkcs12.serialize_key_and_certificates(b"issuing", key, donor.issuing_cert,  # type: ignore[arg-type]
+                                                [donor.root_cert], serialization.BestAvailableEncryption(b"pw"))
+    folder = tmp_path / "instance-pki"
+    pki = PlatformPKI.from_pkcs12(p12, "pw", crl_url="http://y/crl", tsa_directory=folder, master_secret="m")
+    assert pki.tsa_cert.issuer == donor.issuing_cert.subject
+    eku = pki.tsa_cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert x509.oid.ExtendedKeyUsageOID.TIME_STAMPING in eku
+    report = verify_pdf(sign_all(AgreementSigner(pki), make_agreement())["final"], [pki.root_cert],
+                        crls=pki.all_crls_der())
+    assert report.ok, report.reason_en
+    again = PlatformPKI.from_pkcs12(p12, "pw", crl_url="http://y/crl", tsa_directory=folder, master_secret="m")
+    assert again.tsa_cert.serial_number == pki.tsa_cert.serial_number  # one TSA certificate, kept
+    assert oct((folder / "p12-tsa.key.pem").stat().st_mode & 0o777) == "0o600"
