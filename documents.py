@@ -40,6 +40,8 @@ class Platform:
 
     pki: signing.PlatformPKI
     signer: signing.AgreementSigner
+    tsa_roots: tuple[bytes, ...] = ()
+    """The external TSA's root certificates (PEM), trusted for timestamps only."""
 
 
 _platform: Platform | None = None
@@ -87,9 +89,25 @@ def platform(settings: Settings) -> Platform:
                 local = signing.LocalTimeStamper(signing.LocalTimestampAuthority(pki))
                 timestamper = signing.ExternalTimestamper(settings.signing.tsa_url,
                                                          settings.signing.tsa_timeout_seconds, fallback=local)
-            _platform = Platform(pki, signing.AgreementSigner(pki, timestamper))
+            _platform = Platform(pki, signing.AgreementSigner(pki, timestamper), _tsa_roots(settings))
             _platform_key = key
         return _platform
+
+
+def _tsa_roots(settings: Settings) -> tuple[bytes, ...]:
+    """The PEM certificates of ``[signing] tsa_trust_roots``, one entry each."""
+    path = settings.signing.tsa_trust_roots
+    if not path:
+        return ()
+    try:
+        text = Path(path).read_bytes()
+    except OSError as exc:
+        raise signing.PKIError(f"[signing] tsa_trust_roots: cannot read {path}: {exc.strerror}") from exc
+    end = b"-----END CERTIFICATE-----"
+    roots = tuple(block.strip() + b"\n" + end + b"\n" for block in text.split(end) if b"-----BEGIN" in block)
+    if not roots:
+        raise signing.PKIError(f"[signing] tsa_trust_roots: no PEM certificate in {path}")
+    return roots
 
 
 def verify_url(settings: Settings, a: Agreement) -> str:
@@ -274,7 +292,7 @@ def archive_lookup(sha256: str) -> signing.ArchiveMatch | None:
 
 
 def verify_document(settings: Settings, pdf: bytes) -> signing.VerificationReport:
-    """Verify any PDF against our root and our archive."""
+    """Verify any PDF against our root (and the external TSA's, for timestamps only) and our archive."""
     p = platform(settings)
     return signing.verify_pdf(pdf, [p.pki.root_cert], known_document_hashes=archive_lookup,
-                              crls=p.pki.all_crls_der())
+                              crls=p.pki.all_crls_der(), tsa_trust_roots=p.tsa_roots)

@@ -130,6 +130,8 @@ class SigningSettings:
     """External RFC 3161 timestamp authority; empty uses the built-in one."""
     tsa_timeout_seconds: float = 5.0
     """Bound on each call to the external authority before falling back to the built-in one."""
+    tsa_trust_roots: str = ""
+    """PEM file with the external authority's root certificate(s): trusted for timestamps only."""
     pkcs12_path: str = ""
     """Optional PKCS#12 file holding an issuing CA to use instead of the generated one."""
     pkcs12_password: str = ""
@@ -286,6 +288,9 @@ def _validate(s: Settings) -> None:
         raise SettingsError(f"[storage] backend: must be \"local\" or \"s3\", got {s.storage.backend!r}")
     if s.storage.backend == "s3" and not s.storage.s3_bucket:
         raise SettingsError("[storage] s3_bucket: required when backend = \"s3\"")
+    if s.signing.tsa_url and not s.signing.tsa_trust_roots:
+        raise SettingsError("[signing] tsa_trust_roots: required when tsa_url is set (the external TSA's "
+                            "root certificate, PEM): without it no timestamp of that TSA verifies")
     url = s.database_url
     if not url.startswith(("sqlite://", "postgresql://", "postgres://", "mysql://", "postgresext://",
                            "sqlite+pool://", "postgresql+pool://", "mysql+pool://")):

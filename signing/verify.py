@@ -81,12 +81,15 @@ def verify_pdf(
     *,
     known_document_hashes: Callable[[str], ArchiveMatch | None] | None = None,
     crls: Iterable[bytes] = (),
+    tsa_trust_roots: Sequence[TrustRoot] = (),
 ) -> VerificationReport:
     """Check every signature of ``pdf`` and the file as a whole; never raises on bad input.
 
     ``trust_roots``: accepted root certificates (cryptography, asn1crypto, DER or PEM).
     ``known_document_hashes``: optional lookup of the file's sha256 in the archive.
     ``crls``: extra DER CRLs, e.g. the platform's current ones, on top of those in the file.
+    ``tsa_trust_roots``: roots accepted for timestamps only (an external TSA's); they never make a
+    party's signature trusted.
     """
     sha = hashlib.sha256(pdf).hexdigest()
     if _claims_too_many_objects(pdf):
@@ -117,8 +120,9 @@ def verify_pdf(
                                   reason_zh=T.TOO_COMPLEX[0], reason_en=T.TOO_COMPLEX[1], problems=(T.TOO_COMPLEX,))
     try:
         roots = [_as_asn1(c) for c in trust_roots]
+        ts_roots = roots + [_as_asn1(c) for c in tsa_trust_roots]
         extra_crls = [asn1_crl.CertificateList.load(c) for c in crls]
-        sigs = _sync.run(_check_all(reader, embedded, roots, extra_crls, total))
+        sigs = _sync.run(_check_all(reader, embedded, roots, ts_roots, extra_crls, total))
     except Exception as exc:  # damaged signature structures: still a verdict, never a crash
         log.warning("signature check failed for sha256=%s: %s", sha[:16], exc, exc_info=True)
         problem = (T.DAMAGED[0] + f"（{exc}）", T.DAMAGED[1] + f" ({exc})")
@@ -216,6 +220,7 @@ async def _check_all(
     reader: PdfFileReader,
     embedded: list[EmbeddedPdfSignature],
     roots: list[asn1_x509.Certificate],
+    ts_roots: list[asn1_x509.Certificate],
     extra_crls: list[asn1_crl.CertificateList],
     total: int,
 ) -> list[SignatureReport]:
@@ -241,9 +246,9 @@ async def _check_all(
         skip = inherited is not None and not final
         given = None if final else inherited
         if sig.sig_object_type == "/DocTimeStamp":
-            rep = await _check_timestamp(sig, roots, certs, all_crls, total, skip, given, final)
+            rep = await _check_timestamp(sig, ts_roots, certs, all_crls, total, skip, given, final)
         else:
-            rep = await _check_signature(sig, roots, certs, all_crls, total, skip, given, final)
+            rep = await _check_signature(sig, roots, ts_roots, certs, all_crls, total, skip, given, final)
         reports.append(rep)
         level = _LEVELS.get(rep.modification)
         if inherited is None and level is not None and level in _ALLOWED_LEVELS:
@@ -284,6 +289,7 @@ def _token_time(sig: EmbeddedPdfSignature) -> dt.datetime | None:
 async def _check_signature(
     sig: EmbeddedPdfSignature,
     roots: list[asn1_x509.Certificate],
+    ts_roots: list[asn1_x509.Certificate],
     certs: list[asn1_x509.Certificate],
     crls: list[asn1_crl.CertificateList],
     total: int,
@@ -293,9 +299,11 @@ async def _check_signature(
 ) -> SignatureReport:
     moment = _token_time(sig)
     vc = _context(roots, certs, crls, moment)
-    # one context for the signer and its timestamp: both chains end at our root, so the root CRL
-    # and the path-building work are verified once
-    status = await async_validate_pdf_signature(sig, vc, ts_validation_context=vc, skip_diff=skip_diff)
+    # With only our own TSA, one context serves the signer and its timestamp (both chains end at our
+    # root: the root CRL and path building are done once). An external TSA's root gets a context of
+    # its own, so that it can never vouch for a party's signature.
+    ts_vc = vc if len(ts_roots) == len(roots) else _context(ts_roots, certs, crls, moment)
+    status = await async_validate_pdf_signature(sig, vc, ts_validation_context=ts_vc, skip_diff=skip_diff)
     ts = status.timestamp_validity
     problems: list[tuple[str, str]] = []
     if not status.intact:

@@ -60,6 +60,7 @@ def test_environment_overrides_file(tmp_path: Path) -> None:
     ("[wechat]\nsandbox = \"maybe\"\n", "[wechat] sandbox"),
     ("[wechat]\ntemplates = 3\n", "[wechat] templates"),
     ("[storage]\nbackend = \"s3\"\n", "[storage] s3_bucket"),
+    ("[signing]\ntsa_url = \"https://tsa.example.com/\"\n", "[signing] tsa_trust_roots"),
     ("server = 3\n", "[server]"),
     ("[server\n", "not valid TOML"),
 ])

@@ -25,6 +25,7 @@ from signing import (
     render_agreement,
     verify_pdf,
 )
+from signing import verify_texts as T
 from signing.tsa import TSA_POLICY_OID, response_status
 
 from .helpers import IDENTITIES, IMAGES, SHORT_CODE, VERIFY_URL, make_agreement
@@ -109,8 +110,15 @@ def test_external_tsa_is_used_when_it_answers(pki: PlatformPKI, external_tsa: tu
     pdf, fallback, authority = _sign_student(AgreementSigner(pki, stamper))
     assert not fallback and not stamper.last_used_fallback
     assert "外部时间戳中心" in authority
-    report = verify_pdf(pdf, [pki.root_cert, other.root_cert], crls=pki.all_crls_der())
+    report = verify_pdf(pdf, [pki.root_cert], crls=pki.all_crls_der(), tsa_trust_roots=[other.root_cert])
     assert report.ok, report.reason_en
+    # without the external TSA's root its timestamps are untrusted
+    assert T.BAD_TIMESTAMP[1] in verify_pdf(pdf, [pki.root_cert], crls=pki.all_crls_der()).reason_en
+    # and that root only ever vouches for timestamps: a signature from its CA is not trusted
+    # (review finding: with the root among trust_roots, it was)
+    forged, _fallback, _authority = _sign_student(AgreementSigner(other))
+    report = verify_pdf(forged, [pki.root_cert], crls=pki.all_crls_der(), tsa_trust_roots=[other.root_cert])
+    assert not report.ok and T.UNTRUSTED[1] in report.reason_en
 
 
 def test_unreachable_external_tsa_falls_back_to_the_local_authority(pki: PlatformPKI) -> None:
