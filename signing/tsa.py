@@ -95,8 +95,15 @@ class LocalTimestampAuthority:
             algo = imprint["hash_algorithm"]["algorithm"].native
             digest = imprint["hashed_message"].native
             req["nonce"].native  # noqa: B018 – force a full parse of the optional fields
+            version = req["version"].native
+            extensions = req["extensions"].native
+            strict = req.dump(force=True) == request_der  # DER only: no trailing data, no BER forms
         except Exception:  # asn1crypto raises a zoo of types on garbage – all mean the same here
             return _der(_rejection("bad_request", "malformed TimeStampReq"))
+        if version != "v1" or not strict:
+            return _der(_rejection("bad_request", "TimeStampReq must be version 1, in DER"))
+        if extensions:  # RFC 3161 §2.4.2: an unrecognised extension must be rejected
+            return _der(_rejection("unaccepted_extensions", "no request extensions are supported"))
         if algo not in _DIGEST_SIZES:
             return _der(_rejection("bad_alg", f"unsupported hash algorithm {algo}"))
         if not isinstance(digest, bytes) or len(digest) != _DIGEST_SIZES[algo]:

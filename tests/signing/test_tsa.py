@@ -50,6 +50,28 @@ def test_garbage_request_gets_a_rejection_response(pki: PlatformPKI, garbage: by
     assert status == "rejection" and fail == {"bad_request"}
 
 
+def _with_extension(critical: bool) -> bytes:
+    req = tsp.TimeStampReq.load(_request())
+    req["extensions"] = tsp.Extensions(
+        [{"extn_id": "1.2.3.4.5", "critical": critical, "extn_value": b"\x05\x00"}])
+    return req.dump(force=True)
+
+
+def test_requests_rfc_3161_says_to_refuse_are_refused(pki: PlatformPKI) -> None:
+    """Review finding: version 99, extensions, trailing data and BER forms were all granted."""
+    tsa = LocalTimestampAuthority(pki)
+    good = _request()
+    assert response_status(tsa.respond(good))[0] == "granted"
+    v99 = tsp.TimeStampReq.load(good)
+    v99["version"] = 99
+    assert response_status(tsa.respond(v99.dump(force=True))) == ("rejection", {"bad_request"})
+    assert response_status(tsa.respond(good + b"\x00\x00")) == ("rejection", {"bad_request"})
+    indefinite = b"\x30\x80" + good[2:] + b"\x00\x00"  # the same request, BER indefinite length
+    assert response_status(tsa.respond(indefinite)) == ("rejection", {"bad_request"})
+    for critical in (True, False):
+        assert response_status(tsa.respond(_with_extension(critical))) == ("rejection", {"unaccepted_extensions"})
+
+
 def test_wrong_digest_length_and_algorithm_are_rejected(pki: PlatformPKI) -> None:
     tsa = LocalTimestampAuthority(pki)
     assert response_status(tsa.respond(_request(digest=b"\x01" * 20))) == ("rejection", {"bad_data_format"})
