@@ -14,9 +14,11 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import multiprocessing
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import signing
@@ -289,6 +291,61 @@ def archive_lookup(sha256: str) -> signing.ArchiveMatch | None:
             description=f"it is an intermediate copy (after the {sig.party}'s signature), not the completed agreement",
             status_zh=f"这是签署过程中的中间版本（{party}签署后），不是签署完成的协议")
     return None
+
+
+UPLOAD_CPU_SECONDS = 20
+UPLOAD_WALL_SECONDS = 30.0
+UPLOAD_EXTRA_MEMORY = 1 << 30
+"""Limits of one uploaded file's verification (its own process): CPU seconds, wall-clock seconds and
+memory on top of what the web worker already maps."""
+
+
+def verify_upload(settings: Settings, pdf: bytes) -> signing.VerificationReport:
+    """:func:`verify_document` for a file from anyone (the public /verify page), in a forked child
+    process under CPU, memory and wall-clock limits: a PDF built to make the parser spin or swell
+    costs that child, never the web worker. The archive is looked up here (the child has no
+    database); a child that runs out of any limit yields an "abnormal file" report."""
+    p = platform(settings)
+    match = archive_lookup(hashlib.sha256(pdf).hexdigest())
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(target=_verify_in_child, args=(sender, settings, pdf, p, match), daemon=True)
+    try:
+        child.start()
+    except OSError as exc:  # no process to spare: check it here rather than not at all
+        log.warning("verification child not started (%s); verifying in the worker", exc)
+        return verify_document(settings, pdf)
+    sender.close()
+    report = None
+    try:
+        if receiver.poll(UPLOAD_WALL_SECONDS):
+            report = receiver.recv()
+    except (EOFError, OSError):  # the child died: a limit, or a crash
+        report = None
+    finally:
+        receiver.close()
+        if child.is_alive():
+            child.kill()
+        child.join(5)
+    if not isinstance(report, signing.VerificationReport):
+        log.warning("verification of an upload (%d bytes) stopped: exit code %s", len(pdf), child.exitcode)
+        return signing.abnormal_report(pdf)
+    return report
+
+
+def _verify_in_child(sender: Any, settings: Settings, pdf: bytes, p: Platform,
+                     match: signing.ArchiveMatch | None) -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_CPU, (UPLOAD_CPU_SECONDS, UPLOAD_CPU_SECONDS + 1))
+    with open("/proc/self/statm") as fh:  # Linux: virtual size in pages
+        mapped = int(fh.read().split()[0]) * resource.getpagesize()
+    limit = mapped + UPLOAD_EXTRA_MEMORY
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    report = signing.verify_pdf(pdf, [p.pki.root_cert], known_document_hashes=lambda _sha: match,
+                                crls=p.pki.all_crls_der(), tsa_trust_roots=p.tsa_roots)
+    sender.send(report)
+    sender.close()
 
 
 def verify_document(settings: Settings, pdf: bytes) -> signing.VerificationReport:

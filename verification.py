@@ -64,7 +64,7 @@ def upload() -> Any:
     data = f.read()
     if not data.startswith(b"%PDF-"):
         return render_template("verify/upload.html", error="上传的文件不是PDF文件"), 400
-    report = documents.verify_document(_settings(), data)
+    report = documents.verify_upload(_settings(), data)
     return render_template("verify/report.html", report=report, filename=f.filename)
 
 

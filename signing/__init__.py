@@ -23,9 +23,10 @@ from .pki import EventCredential, PlatformPKI
 from .render import SIGNATURE_BOXES, AgreementData, Party, qr_matrix, render_agreement
 from .sign import FIELD_NAMES, PARTY_ORDER, AgreementSigner, SignerIdentity, SignResult
 from .tsa import ExternalTimestamper, LocalTimestampAuthority, LocalTimeStamper
-from .verify import ArchiveMatch, SignatureReport, VerificationReport, exit_code, verify_pdf
+from .verify import ArchiveMatch, SignatureReport, VerificationReport, abnormal_report, exit_code, verify_pdf
 
 __all__ = [
+    "abnormal_report",
     "FIELD_NAMES",
     "PARTY_ORDER",
     "SIGNATURE_BOXES",

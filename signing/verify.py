@@ -44,7 +44,7 @@ from . import _sync
 from . import verify_texts as T
 from .report import ArchiveMatch, SignatureReport, VerificationReport, exit_code
 
-__all__ = ["ArchiveMatch", "SignatureReport", "VerificationReport", "exit_code", "verify_pdf"]
+__all__ = ["ArchiveMatch", "SignatureReport", "VerificationReport", "abnormal_report", "exit_code", "verify_pdf"]
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +94,7 @@ def verify_pdf(
     sha = hashlib.sha256(pdf).hexdigest()
     if _claims_too_many_objects(pdf):
         log.info("refused an abnormal PDF sha256=%s (%d bytes): object counts", sha[:16], len(pdf))
-        return VerificationReport(readable=False, sha256=sha, size=len(pdf), reason_zh=T.TOO_COMPLEX[0],
-                                  reason_en=T.TOO_COMPLEX[1], problems=(T.TOO_COMPLEX,))
+        return abnormal_report(pdf)
     try:
         reader = PdfFileReader(io.BytesIO(pdf), strict=False)
         if reader.encrypted:
@@ -136,6 +135,12 @@ def verify_pdf(
             problems=(problem,),
         )
     return _summarise(sha, len(pdf), sigs, info_subject, known_document_hashes)
+
+
+def abnormal_report(pdf: bytes) -> VerificationReport:
+    """The report for a file whose checking was given up (too large or too complex to read)."""
+    return VerificationReport(readable=False, sha256=hashlib.sha256(pdf).hexdigest(), size=len(pdf),
+                              reason_zh=T.TOO_COMPLEX[0], reason_en=T.TOO_COMPLEX[1], problems=(T.TOO_COMPLEX,))
 
 
 def _claims_too_many_objects(pdf: bytes) -> bool:

@@ -57,6 +57,36 @@ def test_upload_report(client, completed: Agreement) -> None:  # type: ignore[no
     assert "无效" in r.get_data(as_text=True)
 
 
+def _spin(*args, **kwargs):  # type: ignore[no-untyped-def]
+    while True:  # a parser stuck on a hostile structure
+        pass
+
+
+def _swell(*args, **kwargs):  # type: ignore[no-untyped-def]
+    hoard = []
+    while True:  # a parser inflating a hostile structure
+        hoard.append(bytearray(64 << 20))
+
+
+@pytest.mark.parametrize("hostile", [_spin, _swell])
+def test_an_upload_that_exhausts_its_limits_costs_its_own_process(
+        client, completed: Agreement, monkeypatch: pytest.MonkeyPatch, hostile) -> None:  # type: ignore[no-untyped-def]
+    """Uploads are verified in a forked child under CPU, memory and time limits: the page answers
+    with an "abnormal file" verdict and the worker goes on serving."""
+    import documents
+
+    monkeypatch.setattr(documents, "UPLOAD_WALL_SECONDS", 3.0)
+    monkeypatch.setattr(documents, "UPLOAD_CPU_SECONDS", 2)
+    monkeypatch.setattr(documents.signing, "verify_pdf", hostile)  # inherited by the child only
+    r = client.post("/verify", data={"file": (io.BytesIO(b"%PDF-1.7 hostile"), "h.pdf")},
+                    content_type="multipart/form-data")
+    assert r.status_code == 200 and "文件结构异常" in r.get_data(as_text=True)
+    monkeypatch.undo()
+    pdf = storage.get_storage().get(completed.document_key)
+    r = client.post("/verify", data={"file": (io.BytesIO(pdf), "a.pdf")}, content_type="multipart/form-data")
+    assert r.status_code == 200 and "与平台存档一致" in r.get_data(as_text=True)
+
+
 @pytest.mark.parametrize("payload, message", [(b"GIF89a", "不是PDF"), (None, "请选择")])
 def test_upload_rejects_non_pdf(client, payload: bytes | None, message: str) -> None:  # type: ignore[no-untyped-def]
     data = {"file": (io.BytesIO(payload), "x.gif")} if payload else {}
