@@ -316,7 +316,7 @@ async def _check_signature(
     elif not status.valid:
         problems.append(T.INVALID)
     if status.intact and status.valid and not status.trusted:
-        problems.append(T.UNTRUSTED)
+        problems.append(_trust_problem(status, moment))
     if ts is None:
         problems.append(T.NO_TIMESTAMP)
     elif not (ts.intact and ts.valid and ts.trusted):
@@ -357,7 +357,7 @@ async def _check_timestamp(
     elif not status.valid:
         problems.append(T.INVALID)
     if status.intact and status.valid and not status.trusted:
-        problems.append(T.UNTRUSTED)
+        problems.append(_trust_problem(status, moment))
     good = status.intact and status.valid and status.trusted
     return _finish(
         sig,
@@ -416,7 +416,8 @@ def _finish(
         kind=kind,
         signer_subject=signer.subject.human_friendly,
         signer_serial=signer.serial_number,
-        signing_time=ts_time or signing_time,
+        # a time only a trusted timestamp vouches for; else the time the signer claims
+        signing_time=(ts_time if ts_ok else None) or signing_time,
         timestamp_authority=tsa_cert.subject.human_friendly if tsa_cert is not None else None,
         timestamp_time=ts_time,
         timestamp_valid=ts_ok,
@@ -431,6 +432,19 @@ def _finish(
         agreement_no=_agreement_of(signer),
         problems=tuple(dict.fromkeys(problems)),
     )
+
+
+def _trust_problem(status: Any, moment: dt.datetime | None) -> tuple[str, str]:
+    """Why pyHanko did not trust a signer: its certificate out of validity at the signing moment
+    (the timestamp's time, else now), or no path to our root."""
+    when = moment or dt.datetime.now(dt.UTC)
+    try:
+        validity = status.signing_cert["tbs_certificate"]["validity"]
+        if not validity["not_before"].native <= when <= validity["not_after"].native:
+            return T.OUT_OF_VALIDITY
+    except (KeyError, TypeError, ValueError):
+        pass
+    return T.UNTRUSTED
 
 
 def _agreement_of(cert: asn1_x509.Certificate) -> str | None:

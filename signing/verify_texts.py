@@ -17,6 +17,10 @@ UNTRUSTED = (
     "签名证书不是由本平台根证书签发（不受信任）",
     "the signing certificate does not chain to a trusted platform root (untrusted)",
 )
+OUT_OF_VALIDITY = (
+    "签名时签名证书不在有效期内（已过期或尚未生效）",
+    "the signing certificate was not valid at the time of signing (expired or not yet valid)",
+)
 NO_TIMESTAMP = ("签名没有可信时间戳", "the signature has no trusted timestamp")
 BAD_TIMESTAMP = ("签名时间戳无效或不受信任", "the signature timestamp is invalid or untrusted")
 MODIFIED = (

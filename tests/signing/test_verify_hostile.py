@@ -140,3 +140,43 @@ def test_thousands_of_fields_pointing_at_one_signature_are_refused(completed: by
     report = _verify(out.getvalue(), pki)  # checked before: 116 s, quadratic in the fields
     assert exit_code(report) == 1  # type: ignore[arg-type]
     assert T.TOO_COMPLEX[1] in _problems(report)
+
+
+def test_a_signature_by_a_certificate_out_of_its_validity_says_so(stages: dict[str, bytes], pki: PlatformPKI) -> None:
+    """Review finding: an expired event certificate was reported as "does not chain to our root"."""
+    import datetime as dt
+
+    from asn1crypto import keys
+    from asn1crypto import x509 as asn1_x509
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from pyhanko.sign import fields
+    from pyhanko_certvalidator.registry import SimpleCertificateStore
+
+    from signing import certbuild
+
+    def asn1(cert: x509.Certificate) -> asn1_x509.Certificate:
+        return asn1_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
+
+    now = dt.datetime.now(dt.UTC)
+    for not_before, not_after in ((now - dt.timedelta(days=2), now - dt.timedelta(days=1)),
+                                  (now + dt.timedelta(days=1), now + dt.timedelta(days=2))):
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = (x509.CertificateBuilder()
+                .subject_name(x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "学生")]))
+                .issuer_name(pki.issuing_cert.subject).public_key(key.public_key())
+                .serial_number(x509.random_serial_number()).not_valid_before(not_before).not_valid_after(not_after)
+                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                .add_extension(certbuild.key_usage(sign=True), critical=True)
+                .sign(pki._issuing_key, hashes.SHA256()))  # a CA-side forgery: the test needs the key
+        signer = signers.SimpleSigner(
+            signing_cert=asn1(cert),
+            signing_key=keys.PrivateKeyInfo.load(key.private_bytes(
+                serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())),
+            cert_registry=SimpleCertificateStore.from_certs([asn1(pki.issuing_cert), asn1(pki.root_cert)]))
+        meta = signers.PdfSignatureMetadata(field_name="Sig_Student", subfilter=fields.SigSeedSubFilter.PADES)
+        pdf = signers.PdfSigner(meta, signer, timestamper=LocalTimeStamper(LocalTimestampAuthority(pki))).sign_pdf(
+            IncrementalPdfFileWriter(io.BytesIO(stages["rendered"]))).getvalue()
+        report = _verify(pdf, pki)
+        assert T.OUT_OF_VALIDITY[1] in _problems(report) and T.UNTRUSTED[1] not in _problems(report)
