@@ -12,11 +12,13 @@ The session is then rotated (cleared and refilled) so that nothing set before lo
 from __future__ import annotations
 
 import functools
+import hashlib
 import hmac
 import logging
 import re
 import secrets
 import string
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -31,6 +33,9 @@ log = logging.getLogger(__name__)
 SESSION_OPENID = "openid"
 SESSION_STATES = "oauth_states"
 MAX_PENDING_STATES = 5
+STATE_TTL_SECONDS = 600
+"""How long a login may take between leaving for WeChat's authorize page and coming back. The
+database remembers used states for a day (WechatMessageSeen's purge), far longer."""
 """Logins started in other tabs that may still come back; older ones are forgotten."""
 STATE_RE = re.compile(r"^[A-Za-z0-9]{1,128}\Z")
 CALLBACK_PATH = "/m/oauth/callback"
@@ -78,26 +83,40 @@ def authorize_url(next_path: str) -> str:
     from wechat_bot.client import make_oauth
 
     state = new_state()
-    pending = [p for p in session.get(SESSION_STATES, []) if isinstance(p, list) and len(p) == 2]
-    pending.append([state, safe_next(next_path)])
+    pending = [p for p in session.get(SESSION_STATES, []) if isinstance(p, list) and len(p) == 3]
+    pending.append([state, safe_next(next_path), int(time.time())])
     session[SESSION_STATES] = pending[-MAX_PENDING_STATES:]
     return str(make_oauth(_settings(), callback_url(), scope="snsapi_base", state=state).authorize_url)
 
 
 def take_state(state: str) -> str | None:
-    """Consume ``state`` if this session issued it; return the page to go back to, else None."""
+    """Consume ``state`` if this session issued it within :data:`STATE_TTL_SECONDS`; return the page to
+    go back to, else None.
+
+    The session is a signed cookie, so removing the state from it does not stop a replay of the
+    cookie as it was before the callback: each state is also claimed once in the database."""
     if not STATE_RE.match(state or ""):
         return None
     pending = session.get(SESSION_STATES, [])
     found = None
     keep = []
+    now = time.time()
     for item in pending if isinstance(pending, list) else []:
-        if isinstance(item, list) and len(item) == 2 and isinstance(item[0], str) \
-                and hmac.compare_digest(item[0].encode(), state.encode()) and found is None:
+        if not (isinstance(item, list) and len(item) == 3 and isinstance(item[0], str)
+                and isinstance(item[2], int) and now - item[2] <= STATE_TTL_SECONDS):
+            continue  # malformed or expired: forgotten
+        if found is None and hmac.compare_digest(item[0].encode(), state.encode()):
             found = item[1]
             continue
         keep.append(item)
     session[SESSION_STATES] = keep
+    if found is None:
+        return None
+    from wechat_bot.records import WechatMessageSeen
+
+    if not WechatMessageSeen.claim("oauth:" + hashlib.sha256(state.encode()).hexdigest()[:40]):
+        log.warning("oauth state replayed (a session cookie from before its callback)")
+        return None
     return found
 
 

@@ -41,7 +41,7 @@ def test_page_redirects_to_wechat_authorize_with_session_bound_state(client: Any
     state = q["state"][0].split("#")[0]
     assert re.fullmatch(r"[A-Za-z0-9]{1,128}", state)
     with client.session_transaction() as sess:
-        assert [state, "/m/agreements?todo=1"] in sess[oauth.SESSION_STATES]
+        assert [state, "/m/agreements?todo=1"] in [item[:2] for item in sess[oauth.SESSION_STATES]]
 
 
 def _state(location: str) -> str:
@@ -75,6 +75,30 @@ def test_reused_state_is_refused(client: Any, app: Any) -> None:
     state = _state(location)
     assert client.get(f"/m/oauth/callback?code=c1&state={state}").status_code == 302
     assert client.get(f"/m/oauth/callback?code=c2&state={state}").status_code == 403
+
+
+def test_a_state_replayed_with_the_cookie_from_before_the_callback_is_refused(client: Any, app: Any) -> None:
+    """Review finding: the session is a signed cookie; replaying it as it was before the callback
+    made a used state valid again."""
+    app.extensions[oauth.EXCHANGE_EXTENSION] = lambda code: "o_user_1"
+    location, _ = start_login(client)
+    state = _state(location)
+    before = client.get_cookie("session").value
+    assert client.get(f"/m/oauth/callback?code=c1&state={state}").status_code == 302
+    replay = app.test_client()
+    replay.set_cookie("session", before)
+    assert replay.get(f"/m/oauth/callback?code=c2&state={state}").status_code == 403
+
+
+def test_a_state_older_than_its_time_to_live_is_refused(client: Any, app: Any,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    app.extensions[oauth.EXCHANGE_EXTENSION] = lambda code: "o_user_1"
+    location, _ = start_login(client)
+    later = time.time() + oauth.STATE_TTL_SECONDS + 5
+    monkeypatch.setattr(oauth.time, "time", lambda: later)
+    assert client.get(f"/m/oauth/callback?code=c1&state={_state(location)}").status_code == 403
 
 
 def test_state_of_another_session_is_refused(app: Any) -> None:
