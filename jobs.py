@@ -26,6 +26,7 @@ CLAIM_SECONDS = 120
 
 Handler = Callable[[OutboxJob], str | None]
 _handlers: dict[str, Handler] = {}
+_on_dead: dict[str, Callable[[OutboxJob, str], None]] = {}
 
 
 class Skip(Exception):
@@ -36,6 +37,15 @@ def handler(kind: str) -> Callable[[Handler], Handler]:
     """Register the function that runs jobs of ``kind`` (a later registration replaces an earlier one)."""
     def wrap(fn: Handler) -> Handler:
         _handlers[kind] = fn
+        return fn
+    return wrap
+
+
+def on_dead(kind: str) -> Callable[[Callable[[OutboxJob, str], None]], Callable[[OutboxJob, str], None]]:
+    """Register what to do when a job of ``kind`` has failed for the last time (``fn(job, error)``):
+    a job nobody will retry must not leave its agreement waiting for it."""
+    def wrap(fn: Callable[[OutboxJob, str], None]) -> Callable[[OutboxJob, str], None]:
+        _on_dead[kind] = fn
         return fn
     return wrap
 
@@ -54,31 +64,44 @@ def _claim(job_id: int, now: dt.datetime) -> bool:
 
 
 def run_job(job: OutboxJob) -> None:
-    """Run one claimed job and record its outcome."""
+    """Run one claimed job and record its outcome – only while the claim is still this runner's: a
+    job that outlived its claim may have been taken by another runner, whose outcome stands."""
     fn = _handlers.get(job.kind)
-    now = utcnow()
+    mine = (OutboxJob.id == job.id) & (OutboxJob.status == "running") & (OutboxJob.locked_until == job.locked_until)
+
+    def record(**values: object) -> bool:
+        if OutboxJob.update(**values).where(mine).execute() == 1:
+            return True
+        log.warning("job %s (%s): its claim expired while it ran; outcome not recorded", job.id, job.kind)
+        return False
+
     try:
         if fn is None:
             raise Skip(f"no handler for job kind {job.kind!r}")
         note = fn(job) or ""
-        OutboxJob.update(status="done", finished_at=now, last_error=note[:2000]).where(
-            OutboxJob.id == job.id).execute()
+        record(status="done", finished_at=utcnow(), last_error=note[:2000])
     except Skip as exc:
         log.info("job %s (%s) skipped: %s", job.id, job.kind, exc)
-        OutboxJob.update(status="done", finished_at=now, last_error=f"skipped: {exc}"[:2000]).where(
-            OutboxJob.id == job.id).execute()
+        record(status="done", finished_at=utcnow(), last_error=f"skipped: {exc}"[:2000])
     except Exception as exc:  # noqa: BLE001 - any failure is retried later, with the error kept
         attempts = job.attempts
         dead = attempts >= MAX_ATTEMPTS
+        now = utcnow()
+        error = redact(f"{type(exc).__name__}: {exc}")[:2000]
         log.warning("job %s (%s) attempt %s failed: %s", job.id, job.kind, attempts, exc, exc_info=not dead)
-        OutboxJob.update(status="dead" if dead else "pending", run_after=now + backoff(attempts),
-                         last_error=redact(f"{type(exc).__name__}: {exc}")[:2000],
-                         finished_at=now if dead else None).where(OutboxJob.id == job.id).execute()
+        recorded = record(status="dead" if dead else "pending", run_after=now + backoff(attempts),
+                          last_error=error, finished_at=now if dead else None)
+        if dead and recorded and job.kind in _on_dead:
+            try:
+                _on_dead[job.kind](job, error)
+            except Exception:  # noqa: BLE001 - the job is dead either way; say so loudly
+                log.exception("job %s (%s): its dead-letter step failed", job.id, job.kind)
 
 
 def run_due(limit: int = 100, now: dt.datetime | None = None, kinds: tuple[str, ...] | None = None) -> int:
     """Run up to ``limit`` due jobs (of ``kinds`` only, when given); return how many ran. Safe to call
     from several processes."""
+    fixed_now = now
     now = now or utcnow()
     query = OutboxJob.select().where(
         ((OutboxJob.status == "pending") & (OutboxJob.run_after <= now))
@@ -89,7 +112,9 @@ def run_due(limit: int = 100, now: dt.datetime | None = None, kinds: tuple[str, 
     due = list(query.order_by(OutboxJob.run_after, OutboxJob.id).limit(limit))
     ran = 0
     for job in due:
-        if not _claim(job.id, now):
+        # each claim from the clock of its own moment: a batch whose earlier jobs took minutes must
+        # not claim later ones with a lock that has already run out
+        if not _claim(job.id, fixed_now or utcnow()):
             continue  # another runner took it
         job = OutboxJob.get_by_id(job.id)
         run_job(job)
@@ -107,6 +132,16 @@ def drain(max_rounds: int = 20, kinds: tuple[str, ...] | None = None) -> int:
         if n == 0:
             break
     return total
+
+
+@on_dead("school_auto_sign")
+def _school_auto_sign_gave_up(job: OutboxJob, error: str) -> None:
+    """The school's signature failed every retry (keys, store, timestamp service): the agreement goes
+    to the school's review queue, where staff sign it once the cause is fixed."""
+    try:
+        workflow.school_auto_sign_failed(job.payload["agreement_id"], error)
+    except (workflow.WrongState, workflow.Conflict, workflow.NotFound):
+        pass  # someone moved it meanwhile
 
 
 @handler("school_auto_sign")

@@ -75,3 +75,60 @@ def test_run_due_can_take_some_kinds_only(app) -> None:  # type: ignore[no-untyp
     assert done == ["test_local"]
     assert OutboxJob.get_by_id(local.id).status == "done"
     assert OutboxJob.get_by_id(other.id).status == "pending" and OutboxJob.get_by_id(other.id).attempts == 0
+
+
+def test_each_job_is_claimed_with_the_clock_of_its_own_moment(app, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Review finding: a batch took one `now` for every claim, so after minutes of earlier jobs the
+    later ones were claimed with a lock that had already run out – and another runner ran them too."""
+    clock = [utcnow()]
+    monkeypatch.setattr(jobs, "utcnow", lambda: clock[0])
+    claims: dict[int, dt.datetime] = {}
+
+    @jobs.handler("test_slow")
+    def slow(job: OutboxJob) -> str:
+        claims[job.id] = job.locked_until
+        clock[0] += dt.timedelta(seconds=jobs.CLAIM_SECONDS + 60)  # this job took three minutes
+        return "ok"
+
+    first, second = (OutboxJob.create(kind="test_slow", payload={}, run_after=clock[0] - dt.timedelta(seconds=1))
+                     for _ in range(2))
+    assert jobs.run_due() == 2
+    assert claims[second.id] - claims[first.id] >= dt.timedelta(seconds=jobs.CLAIM_SECONDS + 60)
+    assert {j.status for j in OutboxJob.select()} == {"done"}
+
+
+def test_a_runner_whose_claim_was_taken_over_does_not_record_an_outcome(app) -> None:  # type: ignore[no-untyped-def]
+    @jobs.handler("test_overrun")
+    def overrun(job: OutboxJob) -> str:
+        # meanwhile the claim ran out and another runner claimed the job (a new lock)
+        OutboxJob.update(locked_until=utcnow() + dt.timedelta(hours=1)).where(OutboxJob.id == job.id).execute()
+        raise ConnectionError("this runner's failure must not reset the other runner's claim")
+
+    job = OutboxJob.create(kind="test_overrun", payload={})
+    assert jobs.run_due() == 1
+    j = OutboxJob.get_by_id(job.id)
+    assert j.status == "running" and j.last_error in ("", None)
+
+
+def test_a_school_signature_that_keeps_failing_sends_the_agreement_to_review(app, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Review finding: once its job died, the agreement waited in awaiting_school for ever."""
+    import workflow
+    from models import Agreement, AgreementEvent
+    from tests import factories
+
+    world = factories.World()
+    a = world.agreement_at("awaiting_school")
+    job = OutboxJob.get((OutboxJob.kind == "school_auto_sign") & (OutboxJob.status == "pending"))
+    OutboxJob.update(attempts=jobs.MAX_ATTEMPTS - 1).where(OutboxJob.id == job.id).execute()
+
+    def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise workflow.SigningUnavailable("签署服务暂时不可用，请稍后重试")
+
+    monkeypatch.setattr(workflow.signing_steps, "school_auto_sign", broken)
+    monkeypatch.setattr(workflow, "school_auto_sign", broken)
+    jobs.run_due(kinds=("school_auto_sign",))
+    assert OutboxJob.get_by_id(job.id).status == "dead"
+    a = Agreement.get_by_id(a.id)
+    assert a.status == "school_review"
+    last = AgreementEvent.chain(a.id)[-1]
+    assert last.action == "school_review" and "学校自动签署失败" in last.details["blockers"][0]

@@ -37,6 +37,7 @@ from workflow.signing_steps import (
     employer_sign,
     school_approve,
     school_auto_sign,
+    school_auto_sign_failed,
     school_blockers,
     school_return,
     student_sign,
@@ -70,9 +71,9 @@ __all__ = [
     # configuration and the signing step
     "configure", "DocumentSigner", "RecordingSigner", "SignedRevision", "content_digest", "_config",
     # transitions
-    "apply", "withdraw", "confirm", "reject", "student_sign", "school_auto_sign", "school_approve",
-    "school_return", "employer_sign", "initiate_termination", "agree_termination", "refuse_termination",
-    "cancel", "expire_overdue",
+    "apply", "withdraw", "confirm", "reject", "student_sign", "school_auto_sign", "school_auto_sign_failed",
+    "school_approve", "school_return", "employer_sign", "initiate_termination", "agree_termination",
+    "refuse_termination", "cancel", "expire_overdue",
     # queries the surfaces share
     "school_blockers", "active_school_seal", "new_verify_code",
 ]

@@ -115,6 +115,16 @@ def school_auto_sign(agreement_id: int) -> Agreement:
     return _transition(agreement_id, actor, "system", {"awaiting_school"}, "school_sign", body)
 
 
+def school_auto_sign_failed(agreement_id: int, error: str) -> Agreement:
+    """The school's automatic signature failed for good (the outbox gave up): the agreement joins the
+    review queue instead of waiting in awaiting_school for ever."""
+    actor = Actor.system()
+    return _transition(agreement_id, actor, "system", {"awaiting_school"}, "school_review", lambda a: _move(
+        a, actor, "school_review", "school_review",
+        details={"blockers": ["学校自动签署失败，请排除故障后审核签署"], "error": error[:300]},
+        notices=[("agreement.school_review", "school", a.school_id)]))
+
+
 def school_approve(actor: Actor, agreement_id: int, expected_version: int | None = None) -> Agreement:
     """School staff approve an agreement in the review queue; the school's seal signs it."""
     def body(a: Agreement) -> Agreement:
