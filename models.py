@@ -352,6 +352,15 @@ class AgreementEvent(BaseModel):
             if not hmac.compare_digest(ev.hash, ev.compute_hash()):
                 return f"event {ev.seq} ({ev.action}) was altered: its hash does not match its content"
             prev = ev.hash
+        # The chain must also end where the agreement is: deleting the last events (and resetting the
+        # row) leaves a chain that links perfectly. Every transition adds one event and one version.
+        agreement = Agreement.get_or_none(Agreement.id == agreement_id)
+        if agreement is not None:
+            if len(events) != agreement.version:
+                return (f"the chain has {len(events)} events but the agreement is at version "
+                        f"{agreement.version}: events are missing at its end")
+            if events[-1].to_status != agreement.status:
+                return f"the last event ends in {events[-1].to_status}, the agreement is {agreement.status}"
         return None
 
 

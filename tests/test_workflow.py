@@ -307,3 +307,35 @@ def test_rare_characters_survive_every_backend(world: f.World) -> None:
     a = world.agreement_at("applied", s)
     assert Agreement.get_by_id(a.id).student_name == "罗𠇔䶮"
     assert AgreementEvent.verify_chain(a.id) is None
+
+
+def test_deleting_the_last_events_breaks_the_chain(world: f.World) -> None:
+    """Review finding: the termination's events deleted and the row set back to completed left a
+    chain that linked perfectly, and `tripact audit verify` passed it."""
+    a = world.agreement_at("terminating")
+    a = workflow.agree_termination(world.student_actor(), a.id)
+    assert AgreementEvent.verify_chain(a.id) is None
+    last_two = [e.id for e in AgreementEvent.chain(a.id)[-2:]]
+    AgreementEvent.delete().where(AgreementEvent.id.in_(last_two)).execute()
+    assert "missing at its end" in (AgreementEvent.verify_chain(a.id) or "")
+    Agreement.update(status="completed").where(Agreement.id == a.id).execute()
+    assert "missing at its end" in (AgreementEvent.verify_chain(a.id) or "")
+    # (a forger who also winds the version back is not caught: that needs the chain heads anchored
+    # outside the database)
+
+
+@pytest.mark.parametrize("status,act", [
+    ("applied", lambda w, a: workflow.confirm(w.employer_actor, a.id)),
+    ("awaiting_student", lambda w, a: workflow.student_sign(w.student_actor(), a.id, f.SIGNATURE)),
+    ("awaiting_employer", lambda w, a: workflow.employer_sign(w.employer_actor, a.id, w.employer_seal.id)),
+    ("terminating", lambda w, a: workflow.agree_termination(w.student_actor(), a.id)),
+])
+def test_a_party_cannot_act_after_its_deadline(world: f.World, status: str, act) -> None:  # type: ignore[no-untyped-def]
+    """Review finding: deadlines were enforced only by the periodic expiry run (every few minutes,
+    or never while the scheduler is down)."""
+    a = world.agreement_at(status)
+    Agreement.update(deadline_at=models.utcnow() - dt.timedelta(minutes=1)).where(Agreement.id == a.id).execute()
+    with pytest.raises(workflow.WrongState, match="期限已过"):
+        act(world, a)
+    assert Agreement.get_by_id(a.id).status == status
+    assert workflow.expire_overdue() == [a.id]  # the system still can

@@ -194,6 +194,11 @@ def _transition(agreement_id: int, actor: Actor, role: str, allowed: Iterable[st
             if agreement.status not in allowed:
                 raise WrongState(f"协议当前状态为“{STATUS_LABELS[agreement.status]}”，不能{ACTION_LABELS[action]}",
                                  status=agreement.status)
+            if actor.kind in ("student", "employer") and agreement.deadline_at is not None \
+                    and agreement.deadline_at < utcnow():
+                # The periodic expiry runs every few minutes (or not at all while the scheduler is
+                # down): a party's step after its deadline is refused here, under the row lock.
+                raise WrongState("办理期限已过，该步骤已不能办理", status=agreement.status)
             result = body(agreement)
         log.info("agreement %s: %s by %s#%s -> %s", agreement_id, action, actor.kind, actor.id, result.status)
         return result
