@@ -30,6 +30,13 @@ class CommandError(Exception):
         self.code = code
 
 
+def _port(raw: str) -> int:
+    """A TCP port for --port: 1 to 65535 (the socket layer would wrap 70000 round to 4464)."""
+    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= 65535:
+        raise argparse.ArgumentTypeError(f"not a port number (1-65535): {raw!r}")
+    return int(raw)
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> Any:  # one line, exit 2
         raise CommandError(f"{self.prog}: {message}", EXIT_USAGE)
@@ -211,7 +218,10 @@ def cmd_agreements_export(args: argparse.Namespace) -> int:
     a = _find_agreement(args.id)
     if not a.document_key:
         raise CommandError(f"agreement {a.number} has no signed document yet (status {a.status})")
-    data = storage.get_storage().get(a.document_key)
+    try:
+        data = storage.get_storage().get(a.document_key)
+    except storage.StorageError as exc:
+        raise CommandError(f"agreement {a.number}: its signed document cannot be read from the store ({exc})") from exc
     with open(args.file, "wb") as fh:
         fh.write(data)
     print(f"wrote {args.file} ({len(data)} bytes, {workflow.STATUS_LABELS[a.status]}, sha256 {a.document_sha256})")
@@ -280,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("demo", cmd_demo, "seed demo schools, employers, students and agreements")
     serve = add("serve", cmd_serve, "serve the web app (development server)")
     serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
+    serve.add_argument("--port", type=_port)
     add("scheduler", cmd_scheduler, "run periodic jobs (outbox, expiry) holding a database lease")
     jb = sub.add_parser("jobs", help="outbox jobs").add_subparsers(dest="jobs_command", required=True,
                                                                    parser_class=_Parser)

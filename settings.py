@@ -12,6 +12,7 @@ production mode a missing secret stops start-up.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import secrets
 import tomllib
@@ -202,6 +203,9 @@ REQUIRED_SECRETS = [
     ("wechat", "appsecret"),
     ("wechat", "token"),
 ]
+# Secrets of ours that guard everything (session cookies, the platform keys): long and random.
+STRONG_SECRETS = [("server", "secret_key"), ("signing", "master_secret")]
+MIN_SECRET_LENGTH = 32
 # Secrets generated for development when missing.
 DEV_SECRETS = REQUIRED_SECRETS + [("wechat", "encoding_aes_key")]
 
@@ -302,12 +306,22 @@ def _validate(s: Settings) -> None:
     aes = s.wechat.encoding_aes_key
     if aes and len(aes) != 43:
         raise SettingsError("[wechat] encoding_aes_key: must be exactly 43 characters")
+    for section, key in (("scheduler", "outbox_interval_seconds"), ("scheduler", "expiry_interval_seconds"),
+                         ("signing", "tsa_timeout_seconds")):
+        value = getattr(getattr(s, section), key)
+        if not (math.isfinite(value) and 0 < value <= 86_400):
+            raise SettingsError(f"[{section}] {key}: must be a number of seconds above 0, got {value!r}")
     if s.production:
         for section, key in REQUIRED_SECRETS:
-            if not getattr(getattr(s, section), key):
+            value = getattr(getattr(s, section), key)
+            if not value.strip():
                 raise SettingsError(
                     f"[{section}] {key}: required in production mode "
                     f"(set it in the config file or TRIPACT_{section.upper()}_{key.upper()})")
+            if (section, key) in STRONG_SECRETS and len(value.strip()) < MIN_SECRET_LENGTH:
+                raise SettingsError(
+                    f"[{section}] {key}: too short for production – at least {MIN_SECRET_LENGTH} characters, "
+                    "e.g. from `python -c \"import secrets; print(secrets.token_urlsafe(32))\"`")
         if s.wechat.sandbox:
             raise SettingsError("[wechat] sandbox: the WeChat sandbox must be off in production mode")
 

@@ -30,6 +30,22 @@ def test_healthz_fails_when_storage_is_unwritable(app, client, tmp_path) -> None
     assert r.status_code == 503 and r.get_json()["storage"]["ok"] is False
 
 
+def test_healthz_reports_a_database_outage_as_json(app, client, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Review finding: the per-request connection failed first, so /healthz answered a 500 page."""
+    import peewee as pw
+
+    if not models.db.is_closed():
+        models.db.close()
+
+    def down(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise pw.OperationalError("could not connect to server: Connection refused")
+
+    monkeypatch.setattr(models.db.obj, "connect", down)
+    r = client.get("/healthz")
+    assert r.status_code == 503 and r.mimetype == "application/json"
+    assert r.get_json()["database"] == {"ok": False, "error": "OperationalError"}
+
+
 def test_not_found_page_is_chinese(client) -> None:  # type: ignore[no-untyped-def]
     r = client.get("/no/such/page")
     assert r.status_code == 404 and "页面不存在" in r.get_data(as_text=True)

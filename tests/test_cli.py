@@ -145,9 +145,9 @@ def test_serve_answers_healthz(config: Path, tmp_path: Path, capsys: pytest.Capt
 
 def test_demo_refuses_production(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cfg = tmp_path / "prod.toml"
-    cfg.write_text(f'[server]\nmode = "production"\nsecret_key = "k"\ninstance_path = "{tmp_path}"\n'
-                   '[signing]\nmaster_secret = "m"\n[wechat]\nappsecret = "a"\ntoken = "t"\nsandbox = false\n'
-                   '[scheduler]\nin_process = false\n', encoding="utf-8")
+    cfg.write_text(f'[server]\nmode = "production"\nsecret_key = "{"k" * 32}"\ninstance_path = "{tmp_path}"\n'
+                   f'[signing]\nmaster_secret = "{"m" * 32}"\n[wechat]\nappsecret = "a"\ntoken = "t"\n'
+                   'sandbox = false\n[scheduler]\nin_process = false\n', encoding="utf-8")
     assert cli.main(["--config", str(cfg), "init"]) == 0
     assert cli.main(["--config", str(cfg), "demo"]) == 1
     assert "production" in capsys.readouterr().err
@@ -168,3 +168,21 @@ def test_verify_without_usable_platform_keys_says_it_could_not_check(tmp_path: P
     code = cli.main(["--config", str(cfg), "verify", str(pdf)])
     err = capsys.readouterr().err
     assert code == 3 and "cannot verify" in err and "Traceback" not in err
+
+
+def test_export_of_a_document_missing_from_the_store_is_one_line(config: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(config, "init", capsys=capsys)[0] == 0
+    assert run(config, "demo", capsys=capsys)[0] == 0
+    import storage
+
+    a = models.Agreement.get(models.Agreement.status == "completed")
+    storage.get_storage().delete(a.document_key)
+    code, _out, err = run(config, "agreements", "export", str(a.id), str(config.parent / "a.pdf"), capsys=capsys)
+    assert code == 1 and "cannot be read from the store" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("port", ["-1", "70000", "http"])
+def test_serve_refuses_a_port_that_is_not_one(config: Path, port: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["--config", str(config), "serve", "--port", port]) == 2
+    assert "not a port number" in capsys.readouterr().err

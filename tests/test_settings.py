@@ -88,8 +88,8 @@ def test_production_requires_secrets(tmp_path: Path) -> None:
 
 
 def test_production_refuses_sandbox(tmp_path: Path) -> None:
-    cfg = write(tmp_path, '[server]\nmode = "production"\nsecret_key = "k"\n[signing]\nmaster_secret = "m"\n'
-                          '[wechat]\nappsecret = "a"\ntoken = "t"\n')
+    cfg = write(tmp_path, f'[server]\nmode = "production"\nsecret_key = "{"k" * 32}"\n'
+                          f'[signing]\nmaster_secret = "{"m" * 32}"\n[wechat]\nappsecret = "a"\ntoken = "t"\n')
     with pytest.raises(SettingsError, match=r"\[wechat\] sandbox"):
         load_settings(cfg, env={})
 
@@ -97,3 +97,27 @@ def test_production_refuses_sandbox(tmp_path: Path) -> None:
 def test_missing_file_is_clear(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="not found"):
         load_settings(tmp_path / "nope.toml", env={})
+
+
+@pytest.mark.parametrize("secret_key,master_secret,problem", [
+    ("   ", "m" * 32, r"\[server\] secret_key: required"),
+    ("x", "m" * 32, r"\[server\] secret_key: too short"),
+    ("k" * 32, "m" * 8, r"\[signing\] master_secret: too short"),
+])
+def test_production_refuses_blank_or_short_secrets(tmp_path: Path, secret_key: str, master_secret: str,
+                                                    problem: str) -> None:
+    """Review finding: production accepted "   " and "x" (a blank session key makes cookies forgeable)."""
+    cfg = write(tmp_path, f'[server]\nmode = "production"\ninstance_path = "{tmp_path}"\n[wechat]\nsandbox = false\n')
+    env = {"TRIPACT_SERVER_SECRET_KEY": secret_key, "TRIPACT_SIGNING_MASTER_SECRET": master_secret,
+           "TRIPACT_WECHAT_APPSECRET": "a", "TRIPACT_WECHAT_TOKEN": "t"}
+    with pytest.raises(SettingsError, match=problem):
+        load_settings(cfg, env=env)
+
+
+@pytest.mark.parametrize("text", ["outbox_interval_seconds = -5", "outbox_interval_seconds = nan",
+                                  "expiry_interval_seconds = inf", "outbox_interval_seconds = 0"])
+def test_scheduler_intervals_must_be_positive_and_finite(tmp_path: Path, text: str) -> None:
+    """Review finding: -5 made `tripact scheduler` spin at 100 % CPU, nan crashed it."""
+    cfg = write(tmp_path, f'[server]\ninstance_path = "{tmp_path}"\n[scheduler]\n{text}\n')
+    with pytest.raises(SettingsError, match=r"\[scheduler\] (outbox|expiry)_interval_seconds: must be"):
+        load_settings(cfg, env={})
