@@ -98,9 +98,11 @@ def run_job(job: OutboxJob) -> None:
                 log.exception("job %s (%s): its dead-letter step failed", job.id, job.kind)
 
 
-def run_due(limit: int = 100, now: dt.datetime | None = None, kinds: tuple[str, ...] | None = None) -> int:
+def run_due(limit: int = 100, now: dt.datetime | None = None, kinds: tuple[str, ...] | None = None,
+            keep_going: Callable[[], bool] | None = None) -> int:
     """Run up to ``limit`` due jobs (of ``kinds`` only, when given); return how many ran. Safe to call
-    from several processes."""
+    from several processes. ``keep_going`` is asked before each job (the scheduler renews its lease
+    there); False ends the batch."""
     fixed_now = now
     now = now or utcnow()
     query = OutboxJob.select().where(
@@ -112,6 +114,9 @@ def run_due(limit: int = 100, now: dt.datetime | None = None, kinds: tuple[str, 
     due = list(query.order_by(OutboxJob.run_after, OutboxJob.id).limit(limit))
     ran = 0
     for job in due:
+        if keep_going is not None and not keep_going():
+            log.info("outbox batch stopped after %d jobs: the scheduler lease was lost", ran)
+            break
         # each claim from the clock of its own moment: a batch whose earlier jobs took minutes must
         # not claim later ones with a lock that has already run out
         if not _claim(job.id, fixed_now or utcnow()):
@@ -161,11 +166,11 @@ def _notify_unrouted(job: OutboxJob) -> str | None:
 
 # ---------------------------------------------------------------- periodic jobs
 
-def periodic_tick(what: str) -> None:
+def periodic_tick(what: str, keep_going: Callable[[], bool] | None = None) -> None:
     """One run of a periodic duty with its own database connection."""
     with models.db.connection_context():
         if what == "outbox":
-            run_due()
+            run_due(keep_going=keep_going)
         elif what == "expiry":
             expired = workflow.expire_overdue()
             if expired:
@@ -182,13 +187,17 @@ def start_scheduler(outbox_seconds: float, expiry_seconds: float, lease: bool = 
     holder = f"{socket.gethostname()}:{os.getpid()}"
     lease_seconds = int(max(outbox_seconds, 5) * 3)
 
+    def holds_lease() -> bool:  # takes or renews it
+        return bool(models.Lease.acquire("scheduler", holder, lease_seconds))
+
     def tick(what: str) -> None:
         try:
             if lease:
                 with models.db.connection_context():
-                    if not models.Lease.acquire("scheduler", holder, lease_seconds):
+                    if not holds_lease():
                         return
-            periodic_tick(what)
+            # renewed before each job: a long batch must not let a second scheduler take over mid-way
+            periodic_tick(what, holds_lease if lease else None)
         except Exception:  # noqa: BLE001 - a failed tick is logged and retried next interval
             log.exception("periodic %s failed", what)
 

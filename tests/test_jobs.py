@@ -132,3 +132,24 @@ def test_a_school_signature_that_keeps_failing_sends_the_agreement_to_review(app
     assert a.status == "school_review"
     last = AgreementEvent.chain(a.id)[-1]
     assert last.action == "school_review" and "学校自动签署失败" in last.details["blockers"][0]
+
+
+def test_a_batch_stops_when_the_scheduler_loses_its_lease(app) -> None:  # type: ignore[no-untyped-def]
+    """Review finding: the lease was taken at the start of a tick and never renewed, so a second
+    scheduler could take it over during a long batch and run the same outbox at the same time."""
+    import models
+
+    done: list[int] = []
+
+    @jobs.handler("test_batch")
+    def work(job: OutboxJob) -> str:
+        done.append(job.id)
+        if len(done) == 2:  # meanwhile another scheduler took the lease (this one stalled)
+            models.Lease.update(holder="other", expires_at=utcnow() + dt.timedelta(minutes=5)).execute()
+        return "ok"
+
+    for _ in range(4):
+        OutboxJob.create(kind="test_batch", payload={})
+    assert models.Lease.acquire("scheduler", "me", 30)
+    assert jobs.run_due(keep_going=lambda: models.Lease.acquire("scheduler", "me", 30)) == 2
+    assert len(done) == 2 and OutboxJob.select().where(OutboxJob.status == "pending").count() == 2
