@@ -310,13 +310,7 @@ async def _check_signature(
     ts_vc = vc if len(ts_roots) == len(roots) else _context(ts_roots, certs, crls, moment)
     status = await async_validate_pdf_signature(sig, vc, ts_validation_context=ts_vc, skip_diff=skip_diff)
     ts = status.timestamp_validity
-    problems: list[tuple[str, str]] = []
-    if not status.intact:
-        problems.append(T.NOT_INTACT)
-    elif not status.valid:
-        problems.append(T.INVALID)
-    if status.intact and status.valid and not status.trusted:
-        problems.append(_trust_problem(status, moment))
+    problems = _integrity_problems(status, moment)
     if ts is None:
         problems.append(T.NO_TIMESTAMP)
     elif not (ts.intact and ts.valid and ts.trusted):
@@ -351,13 +345,7 @@ async def _check_timestamp(
     tst = sig.signed_data["encap_content_info"]["content"].parsed
     moment = tst["gen_time"].native
     status = await async_validate_pdf_timestamp(sig, _context(roots, certs, crls, moment), skip_diff=skip_diff)
-    problems: list[tuple[str, str]] = []
-    if not status.intact:
-        problems.append(T.NOT_INTACT)
-    elif not status.valid:
-        problems.append(T.INVALID)
-    if status.intact and status.valid and not status.trusted:
-        problems.append(_trust_problem(status, moment))
+    problems = _integrity_problems(status, moment)
     good = status.intact and status.valid and status.trusted
     return _finish(
         sig,
@@ -432,6 +420,15 @@ def _finish(
         agreement_no=_agreement_of(signer),
         problems=tuple(dict.fromkeys(problems)),
     )
+
+
+def _integrity_problems(status: Any, moment: dt.datetime | None) -> list[tuple[str, str]]:
+    """What pyHanko's status says is wrong with the signature itself: bytes, value, trust."""
+    if not status.intact:
+        return [T.NOT_INTACT]
+    if not status.valid:
+        return [T.INVALID]
+    return [] if status.trusted else [_trust_problem(status, moment)]
 
 
 def _trust_problem(status: Any, moment: dt.datetime | None) -> tuple[str, str]:
