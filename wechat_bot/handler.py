@@ -318,7 +318,15 @@ def _process(settings: Settings, msg: Any, key: str | None) -> str:
 
 
 def _needs_split(reply: replies.Reply) -> bool:
-    return isinstance(reply, str) and len(reply.encode("utf-8")) > PASSIVE_TEXT_BYTES
+    """Whether the text, as it will be sent (escaped), is too long for one passive reply."""
+    return isinstance(reply, str) and len(_escaped(reply).encode("utf-8")) > PASSIVE_TEXT_BYTES
+
+
+def _escaped(text: str) -> str:
+    """The text as sent: ``]]>`` cannot end the CDATA early, and ``<``/``>`` are full-width – WeChat
+    renders <a href> in text messages, and user-supplied text (a termination reason, a unit name)
+    must not become a link inside the official account's own chat."""
+    return text.replace("]]>", "]] >").replace("<", "＜").replace(">", "＞")
 
 
 def _render(reply: replies.Reply, msg: Any) -> str:
@@ -326,11 +334,7 @@ def _render(reply: replies.Reply, msg: Any) -> str:
     if reply is None or reply == "":
         return ""
     if isinstance(reply, str):
-        reply = reply.replace("]]>", "]] >")  # wechatpy puts text in CDATA without escaping its end
-        # WeChat renders <a href> in text messages: user-supplied text (a termination reason, a unit
-        # name) must not become a link inside the official account's own chat. The bot's own
-        # wording uses plain URLs only.
-        reply = reply.replace("<", "＜").replace(">", "＞")
+        reply = _escaped(reply)  # the bot's own wording uses plain URLs only
         if len(reply.encode("utf-8")) > PASSIVE_TEXT_BYTES:
             parts = split_text(reply, PASSIVE_TEXT_BYTES)
             for part in parts[1:]:

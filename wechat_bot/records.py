@@ -110,21 +110,26 @@ class WechatPush(models.BaseModel):
                 cls.update(**values).where((cls.job_id == job_id) & (cls.openid == openid)).execute()
 
     @classmethod
-    def mark_finished(cls, msgid: int, wechat_status: str) -> int:
+    def mark_finished(cls, msgid: int, wechat_status: str, openid: str | None = None) -> int:
         """Apply a TEMPLATESENDJOBFINISH status ("success", "failed:user block", ...); rows changed.
 
         The report is kept first (:class:`WechatDeliveryReport`) because it may arrive before the
         sender has recorded the msgid; :meth:`sent` applies such an early report."""
         WechatDeliveryReport.keep(msgid, wechat_status)
-        return cls._apply(msgid, wechat_status)
+        return cls._apply(msgid, wechat_status, openid)
 
     @classmethod
-    def _apply(cls, msgid: int, wechat_status: str) -> int:
+    def _apply(cls, msgid: int, wechat_status: str, openid: str | None = None) -> int:
+        """Apply a report to the push with that msgid – only the recipient's own report when its
+        sender is known (a report names the user it was about as FromUserName)."""
         if wechat_status == "success":
             query = cls.update(status="delivered", updated_at=utcnow())
         else:
             query = cls.update(status="failed", error=f"WeChat: {wechat_status}"[:2000], updated_at=utcnow())
-        return int(query.where((cls.msgid == msgid) & (cls.status == "sent")).execute())
+        mine = (cls.msgid == msgid) & (cls.status == "sent")
+        if openid is not None:
+            mine &= cls.openid == openid
+        return int(query.where(mine).execute())
 
     @classmethod
     def sent(cls, job_id: int, openid: str, msgid: int | None, **values: Any) -> None:

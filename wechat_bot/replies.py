@@ -122,7 +122,7 @@ def unsubscribed(m: Incoming) -> Reply:
 @on_event("templatesendjobfinish")
 def template_finished(m: Incoming) -> Reply:
     """WeChat reports a template message's fate: update the push record."""
-    changed = WechatPush.mark_finished(int(m.msg.id), str(m.msg.status or ""))
+    changed = WechatPush.mark_finished(int(m.msg.id), str(m.msg.status or ""), m.openid)
     if not changed:
         log.info("TEMPLATESENDJOBFINISH for unknown msgid %s", m.msg.id)
     return None
@@ -269,7 +269,7 @@ def todo(m: Incoming) -> Reply:
         for a in waiting:
             line = texts.TODO_CONFIRM_EMPLOYER if a.status == "applied" else texts.TODO_SIGN_EMPLOYER
             action = "confirm" if a.status == "applied" else "sign"
-            items.append(line.format(student=a.student_name, position=a.position[:20],
+            items.append(line.format(student=a.student_name, position=texts.inert(a.position[:20]),
                                      url=_agreement_url(m, a, action)))
     if not items:
         return texts.TODO_NONE
@@ -294,7 +294,7 @@ def termination(m: Incoming) -> Reply:
         t = live.terminations.where(Termination.status == "pending").order_by(Termination.id.desc()).first()
         deadline = _local_time(t.deadline_at if t else live.deadline_at)
         return texts.TERMINATION_STUDENT_PENDING.format(
-            employer=live.employer_name, reason=(t.reason if t else "")[:200], deadline=deadline,
+            employer=live.employer_name, reason=texts.inert((t.reason if t else "")[:200]), deadline=deadline,
             url=_agreement_url(m, live, "termination"))
     employer_id = m.employer_user.employer_id  # type: ignore[union-attr]
     completed = list(Agreement.select().where((Agreement.employer == employer_id)

@@ -6,6 +6,8 @@ characters), so lists are capped (:data:`LIST_LIMIT`) and end with a link to the
 """
 from __future__ import annotations
 
+import re
+
 LIST_LIMIT = 6
 """Most agreements listed in one reply; the rest are behind a link."""
 
@@ -126,3 +128,13 @@ NOTICE_PHRASES = {
     "termination.expired": ("已过期", "学生未在期限内确认解约"),
 }
 NOTICE_FALLBACK = ("有更新", "协议状态有更新")
+
+
+_URLISH = re.compile(r"(?i)(?<=[A-Za-z0-9])\.(?=[A-Za-z])|://")
+
+
+def inert(text: str) -> str:
+    """User-supplied text (a termination reason, a position) to quote in a bot reply. WeChat makes
+    bare URLs in text messages clickable, so "://" and the dots of domain names are written
+    full-width: the official account's only links are its own."""
+    return _URLISH.sub(lambda m: "：／／" if m.group(0) == "://" else "．", text)

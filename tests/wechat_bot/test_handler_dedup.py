@@ -153,3 +153,32 @@ def test_concurrent_retries_with_redis_are_processed_once(serve: Callable[..., A
     params, body = later.params(text_xml(OPENID, "计数", msg_id=msg_id))
     r = requests.post(live.url("/wechat"), params=params, data=body.encode(), timeout=10)
     assert "第1次处理" in r.text and counted == ["计数"]
+
+
+def test_a_retried_long_read_only_reply_queues_its_tail_once(client, settings, factory) -> None:  # type: ignore[no-untyped-def]
+    """Review finding: the length check ran before '<' became '＜' (1 byte -> 3), so a reply that
+    only grew past the limit when escaped took the answer-first path and queued its tail again
+    on every WeChat retry."""
+    from wechatpy import parse_message
+
+    from models import Agreement, OutboxJob, WechatBinding
+    from tests.wechat_bot.test_handler_protocol import WeChat, text_xml
+    from wechat_bot import handler, replies
+
+    openid = "oStaff00000000000000000000001"
+    # a long public address makes the six listed links long enough (this test's own settings object)
+    object.__setattr__(settings.server, "base_url",
+                       "https://sanfangxieyi.employment-service.provincial-education-department.example.cn")
+    world = factory.World()
+    WechatBinding.create(openid=openid, employer_user=world.user)
+    for _ in range(8):
+        a = world.agreement_at("applied", student=factory.make_student(world.school))
+        Agreement.update(student_name="<" * 50, position="<" * 20).where(Agreement.id == a.id).execute()
+    raw = replies.dispatch(replies.Incoming(parse_message(text_xml(openid, "待办")), settings))
+    assert len(raw.encode()) <= handler.PASSIVE_TEXT_BYTES < len(handler._escaped(raw).encode())
+    wx = WeChat(client, settings)
+    message = text_xml(openid, "待办", msg_id=9_100_000_001)
+    before = OutboxJob.select().where(OutboxJob.kind == "wechat_text").count()
+    for _ in range(3):  # the message and two retries
+        assert wx.reply(wx.post(message))
+    assert OutboxJob.select().where(OutboxJob.kind == "wechat_text").count() - before == 1

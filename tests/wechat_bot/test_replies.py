@@ -16,7 +16,7 @@ from tests.wechat_bot.test_handler_protocol import (  # noqa: F401 - the app fix
     text_xml,
 )
 from wechat_bot import replies, texts
-from wechat_bot.records import EmployerInvitation, StaffBindingCode, WechatSubscription
+from wechat_bot.records import EmployerInvitation, StaffBindingCode, WechatPush, WechatSubscription
 
 STUDENT_OID = "oStudent000000000000000000001"
 STAFF_OID = "oStaff00000000000000000000001"
@@ -271,3 +271,23 @@ def test_no_reply_touches_the_network(wx: WeChat, world: Any, monkeypatch: pytes
         assert wx.event(openid, "SCAN", EventKey=f"inv_{code}")
     assert wx.event(NOBODY_OID, "subscribe", EventKey=f"qrscene_staff_{staff.code}")
     assert wx.event(NOBODY_OID, "unsubscribe") is None
+
+
+def test_a_delivery_report_only_changes_its_own_recipients_push(wx: WeChat) -> None:
+    """Review finding: a report was matched on MsgID alone, so anyone could mark another user's push
+    failed (with their own text in its error)."""
+    owner, other = "oOwner00000000000000000000001", "oOther00000000000000000000001"
+    WechatPush.sent(1, owner, 424242, notice="agreement.applied", recipient_type="student")
+    wx.post(event_xml(other, "TEMPLATESENDJOBFINISH", MsgID=424242, Status="failed:user block"))
+    assert WechatPush.get(WechatPush.msgid == 424242).status == "sent"
+    WechatPush.sent(2, owner, 424243, notice="agreement.applied", recipient_type="student")
+    wx.post(event_xml(owner, "TEMPLATESENDJOBFINISH", MsgID=424243, Status="success"))
+    assert WechatPush.get(WechatPush.msgid == 424243).status == "delivered"
+
+
+def test_links_in_user_text_are_made_inert() -> None:
+    """Review finding: WeChat makes bare URLs clickable, so an employer's termination reason could
+    put a link into the official account's own message."""
+    quoted = texts.inert("请点击 https://evil.example/m/agreements/1 或 www.evil.cn 处理，薪资3.5万")
+    assert "://" not in quoted and "evil.example" not in quoted and "www.evil" not in quoted
+    assert "薪资3.5万" in quoted  # numbers keep their dots
