@@ -94,6 +94,10 @@ class WechatSettings:
     """Token for message signatures. Secret."""
     encoding_aes_key: str = ""
     """43-character EncodingAESKey for safe mode. Secret."""
+    message_mode: str = "plain"
+    """The 消息加解密方式 chosen in the WeChat console: "plain", "compatible" or "safe". In compatible
+    and safe mode a message without encryption is refused: plain mode's URL signature does not
+    cover the body, so one request URL seen in a log would let anyone post messages as anyone."""
     api_base: str = ""
     """Base URL of the WeChat API; empty means the real one (https://api.weixin.qq.com/).
     The sandbox sets it to <base_url>/sandbox/."""
@@ -306,6 +310,11 @@ def _validate(s: Settings) -> None:
     aes = s.wechat.encoding_aes_key
     if aes and len(aes) != 43:
         raise SettingsError("[wechat] encoding_aes_key: must be exactly 43 characters")
+    if s.wechat.message_mode not in ("plain", "compatible", "safe"):
+        raise SettingsError(f"[wechat] message_mode: must be \"plain\", \"compatible\" or \"safe\", "
+                            f"got {s.wechat.message_mode!r}")
+    if s.wechat.message_mode != "plain" and not aes:
+        raise SettingsError(f"[wechat] encoding_aes_key: required for message_mode = \"{s.wechat.message_mode}\"")
     for section, key in (("scheduler", "outbox_interval_seconds"), ("scheduler", "expiry_interval_seconds"),
                          ("signing", "tsa_timeout_seconds")):
         value = getattr(getattr(s, section), key)

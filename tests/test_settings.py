@@ -61,6 +61,8 @@ def test_environment_overrides_file(tmp_path: Path) -> None:
     ("[wechat]\ntemplates = 3\n", "[wechat] templates"),
     ("[storage]\nbackend = \"s3\"\n", "[storage] s3_bucket"),
     ("[signing]\ntsa_url = \"https://tsa.example.com/\"\n", "[signing] tsa_trust_roots"),
+    ("[wechat]\nmessage_mode = \"encrypted\"\n", "[wechat] message_mode"),
+    ("[wechat]\nmessage_mode = \"safe\"\nencoding_aes_key = \"\"\n", "[wechat] encoding_aes_key"),
     ("server = 3\n", "[server]"),
     ("[server\n", "not valid TOML"),
 ])

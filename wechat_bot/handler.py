@@ -85,6 +85,10 @@ def respond(settings: Settings, method: str, args: Mapping[str, str],
     if body is None:
         return 413, "text/plain", "body too large"
     aes = args.get("encrypt_type", "raw").lower() == "aes"
+    if not aes and settings.wechat.message_mode != "plain":
+        # the account encrypts: an unencrypted message, whose body no signature covers, is forged
+        log.warning("wechat: an unencrypted message refused (message_mode = %s)", settings.wechat.message_mode)
+        return 403, "text/plain", "forbidden"
     crypto = None
     xml: bytes | str
     try:

@@ -240,3 +240,21 @@ def test_head_is_a_url_check_not_a_message(both: Any, client: Any, settings: Any
                                           data=text_xml(OPENID, "帮助").encode(), content_type="text/xml"))
     assert lane.status_code == view.status_code == 200 and lane.get_data() == b""
     assert models.db.execute_sql("SELECT COUNT(*) FROM wechat_message_seen").fetchone()[0] == before
+
+
+@pytest.mark.parametrize("mode", ["safe", "compatible"])
+def test_an_encrypting_account_refuses_unencrypted_messages(settings: Any, mode: str) -> None:
+    """Review finding: with safe mode set up, a plain message was still accepted – and plain mode's URL
+    signature does not cover the body, so one URL seen in a log let anyone post as anyone."""
+    import dataclasses
+
+    from app import create_app
+
+    encrypting = dataclasses.replace(settings, wechat=dataclasses.replace(settings.wechat, message_mode=mode))
+    app = create_app(encrypting)
+    wx = WeChat(app.test_client(), encrypting)
+    before = models.db.execute_sql("SELECT COUNT(*) FROM wechat_message_seen").fetchone()[0]
+    assert wx.post(text_xml(OPENID, "帮助"), mode="plain").status_code == 403
+    assert models.db.execute_sql("SELECT COUNT(*) FROM wechat_message_seen").fetchone()[0] == before
+    assert wx.say(OPENID, "帮助", mode="aes")
+    assert wx.say(OPENID, "帮助", mode="compat")
