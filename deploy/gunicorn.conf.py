@@ -9,11 +9,12 @@ worker_class = "gthread"
 threads = 4
 timeout = 30          # WeChat waits 5 s; anything slow belongs in the outbox
 graceful_timeout = 20
-# A worker is replaced after this many requests (a guard against slow leaks). Each replacement forks
-# from the preloaded master and copies, page by page, the ~200 MB it touches: at 5000 requests a
-# worker under full /wechat load lived three seconds and throughput fell by half (bench/wechat.py).
-max_requests = 100_000
-max_requests_jitter = 10_000
+# A worker is replaced after this many requests (a guard against slow leaks; about ten minutes at full
+# load, hours at a normal one). Each replacement forks from the preloaded master and copies, page by
+# page, the ~200 MB it touches: at 5000 requests a worker under full /wechat load lived three seconds
+# and throughput fell by half (bench/wechat.py).
+max_requests = 1_000_000
+max_requests_jitter = 100_000
 accesslog = "-"
 forwarded_allow_ips = "127.0.0.1"
 
