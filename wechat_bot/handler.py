@@ -59,7 +59,7 @@ PURGE_EVERY = 1000
 def wechat() -> Response:
     """WeChat's server URL through Flask (apps without the :class:`MessageLane`, e.g. tests')."""
     settings: Settings = current_app.config["TRIPACT"]
-    status, mimetype, body = respond(settings, request.method, request.args, _flask_body)
+    status, mimetype, body = respond(settings, request.method, request.args, lambda: _wsgi_body(request.environ))
     return Response(body, status=status, mimetype=mimetype)
 
 
@@ -178,21 +178,12 @@ def _fresh(timestamp: str) -> bool:
         return False
 
 
-def _flask_body() -> bytes | None:
-    """The body of Flask's request, or None when it exceeds MAX_BODY_BYTES (declared or actual)."""
-    declared = request.content_length
-    if declared is not None and declared > MAX_BODY_BYTES:
-        return None
-    data = request.stream.read(MAX_BODY_BYTES + 1)
-    return None if len(data) > MAX_BODY_BYTES else data
-
-
 def _wsgi_body(environ: dict[str, Any]) -> bytes | None:
-    """The body from the WSGI environ by werkzeug's rules (``get_input_stream``): a stream the server
-    terminates (chunked; gunicorn always) is read as it is; otherwise at most Content-Length bytes,
-    none without a length, and a malformed length or one beside ``Transfer-Encoding: chunked``
-    counts as werkzeug counts it. None when the body is larger than MAX_BODY_BYTES; a body that
-    cannot be read is a :class:`inbound.BadMessage`."""
+    """The body from the WSGI environ (for the lane and the blueprint view alike) by werkzeug's rules
+    (``get_input_stream``): a stream the server terminates (chunked; gunicorn always) is read as it
+    is; otherwise at most Content-Length bytes, none without a length, and a malformed length or one
+    beside ``Transfer-Encoding: chunked`` counts as werkzeug counts it. None when the body is larger
+    than MAX_BODY_BYTES; a body that cannot be read is a :class:`inbound.BadMessage`."""
     declared = get_content_length(environ)
     if declared is not None and declared > MAX_BODY_BYTES:
         return None
