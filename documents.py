@@ -16,6 +16,7 @@ import json
 import logging
 import multiprocessing
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -198,8 +199,6 @@ def evidence_key(a: Agreement, public: bool = False) -> str:
     return f"agreements/{a.graduation_year}/{a.number}/evidence-{last}{'-public' if public else ''}.pdf"
 
 
-
-
 def _iso_local(value: str) -> str:
     """An ISO 8601 time from the signing details, shown in Beijing time like every other time."""
     try:
@@ -305,11 +304,11 @@ def verify_upload(settings: Settings, pdf: bytes) -> signing.VerificationReport:
     process under CPU, memory and wall-clock limits: a PDF built to make the parser spin or swell
     costs that child, never the web worker. The archive is looked up here (the child has no
     database); a child that runs out of any limit yields an "abnormal file" report."""
-    p = platform(settings)
+    platform(settings)  # loaded here, so the child inherits the keys instead of reading them again
     match = archive_lookup(hashlib.sha256(pdf).hexdigest())
     context = multiprocessing.get_context("fork")
     receiver, sender = context.Pipe(duplex=False)
-    child = context.Process(target=_verify_in_child, args=(sender, settings, pdf, p, match), daemon=True)
+    child = context.Process(target=_verify_in_child, args=(sender, settings, pdf, match), daemon=True)
     try:
         child.start()
     except OSError as exc:  # no process to spare: check it here rather than not at all
@@ -333,8 +332,7 @@ def verify_upload(settings: Settings, pdf: bytes) -> signing.VerificationReport:
     return report
 
 
-def _verify_in_child(sender: Any, settings: Settings, pdf: bytes, p: Platform,
-                     match: signing.ArchiveMatch | None) -> None:
+def _verify_in_child(sender: Any, settings: Settings, pdf: bytes, match: signing.ArchiveMatch | None) -> None:
     import resource
 
     resource.setrlimit(resource.RLIMIT_CPU, (UPLOAD_CPU_SECONDS, UPLOAD_CPU_SECONDS + 1))
@@ -342,14 +340,16 @@ def _verify_in_child(sender: Any, settings: Settings, pdf: bytes, p: Platform,
         mapped = int(fh.read().split()[0]) * resource.getpagesize()
     limit = mapped + UPLOAD_EXTRA_MEMORY
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    report = signing.verify_pdf(pdf, [p.pki.root_cert], known_document_hashes=lambda _sha: match,
-                                crls=p.pki.all_crls_der(), tsa_trust_roots=p.tsa_roots)
+    report = verify_document(settings, pdf, lookup=lambda _sha: match)
     sender.send(report)
     sender.close()
 
 
-def verify_document(settings: Settings, pdf: bytes) -> signing.VerificationReport:
-    """Verify any PDF against our root (and the external TSA's, for timestamps only) and our archive."""
+def verify_document(settings: Settings, pdf: bytes,
+                    lookup: Callable[[str], signing.ArchiveMatch | None] = archive_lookup
+                    ) -> signing.VerificationReport:
+    """Verify any PDF against our root (and the external TSA's, for timestamps only) and our archive
+    (``lookup``; :func:`verify_upload` passes the match it looked up before forking)."""
     p = platform(settings)
-    return signing.verify_pdf(pdf, [p.pki.root_cert], known_document_hashes=archive_lookup,
+    return signing.verify_pdf(pdf, [p.pki.root_cert], known_document_hashes=lookup,
                               crls=p.pki.all_crls_der(), tsa_trust_roots=p.tsa_roots)
