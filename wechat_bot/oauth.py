@@ -33,10 +33,10 @@ log = logging.getLogger(__name__)
 SESSION_OPENID = "openid"
 SESSION_STATES = "oauth_states"
 MAX_PENDING_STATES = 5
+"""Logins started in other tabs that may still come back; older ones are forgotten."""
 STATE_TTL_SECONDS = 600
 """How long a login may take between leaving for WeChat's authorize page and coming back. The
 database remembers used states for a day (WechatMessageSeen's purge), far longer."""
-"""Logins started in other tabs that may still come back; older ones are forgotten."""
 STATE_RE = re.compile(r"^[A-Za-z0-9]{1,128}\Z")
 CALLBACK_PATH = "/m/oauth/callback"
 DEFAULT_NEXT = "/m/"
