@@ -94,7 +94,7 @@ def verify_pdf(
     sha = hashlib.sha256(pdf).hexdigest()
     if _claims_too_many_objects(pdf):
         log.info("refused an abnormal PDF sha256=%s (%d bytes): object counts", sha[:16], len(pdf))
-        return abnormal_report(pdf)
+        return _too_complex(sha, len(pdf))
     try:
         reader = PdfFileReader(io.BytesIO(pdf), strict=False)
         if reader.encrypted:
@@ -115,8 +115,7 @@ def verify_pdf(
             problems=(T.UNREADABLE,),
         )
     if len(embedded) > MAX_SIGNATURES or total > MAX_REVISIONS:
-        return VerificationReport(readable=True, sha256=sha, size=len(pdf), agreement_no=info_subject,
-                                  reason_zh=T.TOO_COMPLEX[0], reason_en=T.TOO_COMPLEX[1], problems=(T.TOO_COMPLEX,))
+        return _too_complex(sha, len(pdf), readable=True, agreement_no=info_subject)
     try:
         roots = [_as_asn1(c) for c in trust_roots]
         ts_roots = roots + [_as_asn1(c) for c in tsa_trust_roots]
@@ -139,7 +138,12 @@ def verify_pdf(
 
 def abnormal_report(pdf: bytes) -> VerificationReport:
     """The report for a file whose checking was given up (too large or too complex to read)."""
-    return VerificationReport(readable=False, sha256=hashlib.sha256(pdf).hexdigest(), size=len(pdf),
+    return _too_complex(hashlib.sha256(pdf).hexdigest(), len(pdf))
+
+
+def _too_complex(sha: str, size: int, readable: bool = False, agreement_no: str | None = None
+                 ) -> VerificationReport:
+    return VerificationReport(readable=readable, sha256=sha, size=size, agreement_no=agreement_no,
                               reason_zh=T.TOO_COMPLEX[0], reason_en=T.TOO_COMPLEX[1], problems=(T.TOO_COMPLEX,))
 
 
