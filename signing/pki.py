@@ -378,24 +378,30 @@ def _issued_tsa(
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     """The timestamp certificate a deployer's issuing CA issues for the platform (PKCS#12 mode):
     loaded from ``directory`` when it was issued by this CA before, else issued (and kept there)."""
-    cert_path = directory / "p12-tsa.crt.pem" if directory is not None else None
-    key_path = directory / "p12-tsa.key.pem" if directory is not None else None
-    if cert_path is not None and key_path is not None and cert_path.exists():
+    if directory is None:
+        return _new_tsa(issuer, issuer_key)
+    cert_path, key_path = directory / "p12-tsa.crt.pem", directory / "p12-tsa.key.pem"
+    if cert_path.exists():
         cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
         if cert.issuer == issuer.subject and cert.not_valid_after_utc > cb.now() + dt.timedelta(days=30):
             return cert, cb.load_key(key_path, master_secret)
+    if not master_secret:
+        raise PKIError("master secret must not be empty (it encrypts the timestamp key)")
+    cert, key = _new_tsa(issuer, issuer_key)
+    enc = serialization.BestAvailableEncryption(master_secret.encode())
+    directory.mkdir(parents=True, exist_ok=True)
+    cb.write_private(key_path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, enc))
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return cert, key
+
+
+def _new_tsa(
+    issuer: x509.Certificate, issuer_key: ec.EllipticCurvePrivateKey
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     orgs = issuer.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
     org = str(orgs[0].value) if orgs else "tripact"
     key = ec.generate_private_key(ec.SECP256R1())
     lifetime = min(dt.timedelta(days=365 * 10), issuer.not_valid_after_utc - cb.now())
     cert = cb.build_cert(cb.name(org, f"{org} Timestamp Authority"), key.public_key(), issuer, issuer_key,
                          lifetime, ca_path=None, eku=[ExtendedKeyUsageOID.TIME_STAMPING])
-    if directory is not None and cert_path is not None and key_path is not None:
-        if not master_secret:
-            raise PKIError("master secret must not be empty (it encrypts the timestamp key)")
-        enc = serialization.BestAvailableEncryption(master_secret.encode())
-        directory.mkdir(parents=True, exist_ok=True)
-        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, enc)
-        cb.write_private(key_path, pem)
-        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return cert, key
